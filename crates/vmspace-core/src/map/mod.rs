@@ -1,4 +1,510 @@
 //! The address map (`vm_map`): entries, clipping, merging, find_space, protection, inheritance, wiring,
 //! advice, lookup, stacks and fork.
+//!
+//! Every operation follows one discipline, which is what makes it atomic: **validate** the whole request
+//! against the map without changing anything, **ensure** the store has the entries it will need
+//! (`ResourceShortage` otherwise), then **mutate** through the journaled primitives below, which cannot
+//! fail. So a refused operation leaves the map exactly as it was, and a successful one leaves a journal
+//! ([`VmMap::undo`]) and a list of effects ([`VmMap::effects`]) behind.
+//!
+//! Invariants ([`VmMap::check_invariants`]): entries sorted, disjoint, non-empty, page-aligned, inside
+//! `[min, max)`; `prot ⊆ max_prot`; a user-wired entry has `wired_count ≥ 1`; a stack reservation
+//! (`avail_ssize`) lies in free space and only on STACK entries; no two adjacent entries are mergeable;
+//! the counters (entries, size, wired) equal what the entries say.
 
+mod display;
+pub mod effect;
+pub mod entry;
+pub mod error;
+mod fork;
+mod lookup;
+mod ops;
+mod stack;
 pub mod store;
+pub mod types;
+
+use alloc::vec::Vec;
+use core::ops::Range;
+
+pub use effect::Effect;
+pub use entry::{Attrs, Entry};
+pub use error::VmError;
+pub use lookup::Fault;
+pub use ops::FindSpec;
+pub use stack::Growth;
+pub use store::{GapRequest, Item, StoreFull};
+pub use types::{Access, Advice, Behavior, EntryFlags, Inherit, MapKind, MapObject, MapSpec, Prot, SubmapId};
+
+use store::Store;
+
+/// The default page size.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// The default stack growth step (the seed's `sgrowsiz`).
+pub const DEFAULT_STACK_GROWTH: u64 = 64 * 1024;
+
+/// One reversible change, recorded so [`VmMap::undo`] can put the map back.
+#[derive(Clone, Debug)]
+enum Undo<O> {
+    /// An item was inserted at this start: remove it.
+    Inserted(u64),
+    /// This item was removed (or is about to be replaced): put it back.
+    Removed(Entry<O>),
+}
+
+/// An address map over `[min, max)` (`struct vm_map`), generic over the backing object `O`.
+///
+/// See the module documentation for the discipline every operation follows and the invariants it keeps.
+#[derive(Debug)]
+pub struct VmMap<O = ()> {
+    store: Store<Attrs<O>>,
+    min: u64,
+    max: u64,
+    page_size: u64,
+    /// Bytes mapped (`size`).
+    size: u64,
+    /// Bytes whose `wired_count` is non-zero.
+    wired: u64,
+    /// Bumped by every successful change (`timestamp`).
+    timestamp: u64,
+    /// `MAP_WIREFUTURE`: new mappings and stack growth are user-wired.
+    wire_future: bool,
+    /// The largest size a stack may grow to (RLIMIT_STACK); `u64::MAX` for no limit.
+    stack_limit: u64,
+    /// Stack growth step (`sgrowsiz`).
+    stack_growth: u64,
+    journal: Vec<Undo<O>>,
+    effects: Vec<Effect<O>>,
+    /// Counters before the last operation, for `undo`.
+    saved: (u64, u64, u64, bool),
+}
+
+impl<O: MapObject> Clone for VmMap<O> {
+    fn clone(&self) -> Self {
+        VmMap {
+            store: self.store.clone(),
+            min: self.min,
+            max: self.max,
+            page_size: self.page_size,
+            size: self.size,
+            wired: self.wired,
+            timestamp: self.timestamp,
+            wire_future: self.wire_future,
+            stack_limit: self.stack_limit,
+            stack_growth: self.stack_growth,
+            journal: Vec::new(),
+            effects: Vec::new(),
+            saved: (self.size, self.wired, self.timestamp, self.wire_future),
+        }
+    }
+}
+
+impl<O: MapObject> VmMap<O> {
+    /// An empty map of `[min, max)` with 4 KiB pages (`vm_map_create` / `vm_map_init`).
+    ///
+    /// `min` and `max` must be page-aligned with `min < max`, else `InvalidArgument`.
+    pub fn new(min: u64, max: u64) -> Result<Self, VmError> {
+        Self::with_page_size(min, max, PAGE_SIZE)
+    }
+
+    /// An empty map of `[min, max)` with pages of `page_size` bytes (a power of two, e.g. 16 KiB).
+    pub fn with_page_size(min: u64, max: u64, page_size: u64) -> Result<Self, VmError> {
+        if !page_size.is_power_of_two() || min % page_size != 0 || max % page_size != 0 || min >= max {
+            return Err(VmError::InvalidArgument);
+        }
+        Ok(VmMap {
+            store: Store::new(min, max),
+            min,
+            max,
+            page_size,
+            size: 0,
+            wired: 0,
+            timestamp: 0,
+            wire_future: false,
+            stack_limit: u64::MAX,
+            stack_growth: DEFAULT_STACK_GROWTH.max(page_size),
+            journal: Vec::new(),
+            effects: Vec::new(),
+            saved: (0, 0, 0, false),
+        })
+    }
+
+    /// Lowest address of the map (`vm_map_min`).
+    pub fn min(&self) -> u64 {
+        self.min
+    }
+
+    /// One past the highest address of the map (`vm_map_max`).
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The page size every range must be aligned to.
+    pub fn page_size(&self) -> u64 {
+        self.page_size
+    }
+
+    /// Number of entries (`nentries`).
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether the map has no entry.
+    pub fn is_empty(&self) -> bool {
+        self.store.len() == 0
+    }
+
+    /// Bytes mapped (`size`).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes wired (kernel or user).
+    pub fn wired_size(&self) -> u64 {
+        self.wired
+    }
+
+    /// Version number, bumped by every successful change (`timestamp`).
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+
+    /// The entries in address order.
+    pub fn entries(&self) -> impl DoubleEndedIterator<Item = &Entry<O>> + '_ {
+        self.store.iter()
+    }
+
+    /// The free gaps of the map in address order, each shortened by the stack reservation above it.
+    pub fn holes(&self) -> impl Iterator<Item = Range<u64>> + '_ {
+        self.store.gaps().map(|(s, e)| s..e)
+    }
+
+    /// The size of the largest gap [`VmMap::find_space`] could use.
+    pub fn largest_gap(&self) -> u64 {
+        self.store.largest_gap()
+    }
+
+    /// The effects of the last successful mutating operation, in the order the OS should apply them.
+    /// Empty after a failed operation.
+    pub fn effects(&self) -> &[Effect<O>] {
+        &self.effects
+    }
+
+    /// Takes the effects of the last operation, leaving none.
+    pub fn take_effects(&mut self) -> Vec<Effect<O>> {
+        core::mem::take(&mut self.effects)
+    }
+
+    /// Whether new mappings are user-wired (`MAP_WIREFUTURE`, set by `mlockall(MCL_FUTURE)`).
+    pub fn wire_future(&self) -> bool {
+        self.wire_future
+    }
+
+    /// Sets or clears `MAP_WIREFUTURE`.
+    pub fn set_wire_future(&mut self, on: bool) {
+        self.begin();
+        self.wire_future = on;
+    }
+
+    /// The largest size a stack may reach by growth (RLIMIT_STACK); `u64::MAX` means no limit.
+    pub fn stack_limit(&self) -> u64 {
+        self.stack_limit
+    }
+
+    /// Sets the stack size limit (RLIMIT_STACK).
+    pub fn set_stack_limit(&mut self, bytes: u64) {
+        self.begin();
+        self.stack_limit = bytes;
+    }
+
+    /// The stack growth step (`sgrowsiz`), 64 KiB by default.
+    pub fn stack_growth(&self) -> u64 {
+        self.stack_growth
+    }
+
+    /// Sets the stack growth step; rounded up to whole pages, at least one page.
+    pub fn set_stack_growth(&mut self, bytes: u64) {
+        self.begin();
+        self.stack_growth = self.round_up(bytes).unwrap_or(!(self.page_size - 1)).max(self.page_size);
+    }
+
+    /// Reserves entries so that the next `n` insertions (including the splits they cause) allocate
+    /// nothing (`vm_map_entry_reserve`). With the current store this always succeeds.
+    pub fn reserve(&mut self, n: usize) -> Result<(), VmError> {
+        self.store.ensure_spare(n).map_err(|StoreFull| VmError::ResourceShortage)
+    }
+
+    /// Gives reserved entries back (`vm_map_entry_release`).
+    pub fn release(&mut self) {}
+
+    /// Reverts the last mutating call: the map, its counters and its timestamp are as they were before
+    /// it. For callers whose OS step failed after the map decided. Returns `false`, changing nothing,
+    /// when that call failed or changed nothing, or was itself an `undo` (one level only). Settings
+    /// (`set_wire_future`, limits) are calls too, but are not reverted.
+    pub fn undo(&mut self) -> bool {
+        if self.journal.is_empty() {
+            return false;
+        }
+        while let Some(step) = self.journal.pop() {
+            match step {
+                Undo::Inserted(start) => {
+                    self.store.remove(start);
+                }
+                Undo::Removed(item) => self.store.insert(item),
+            }
+        }
+        (self.size, self.wired, self.timestamp, self.wire_future) = self.saved;
+        self.effects.clear();
+        true
+    }
+
+    // ---- validation ----
+
+    fn aligned(&self, x: u64) -> bool {
+        x & (self.page_size - 1) == 0
+    }
+
+    fn round_up(&self, x: u64) -> Option<u64> {
+        Some(x.checked_add(self.page_size - 1)? & !(self.page_size - 1))
+    }
+
+    /// Checks a range's shape: `InvalidArgument` if inverted or unaligned, then `Ok(true)` if it is
+    /// empty, then `InvalidAddress` if it leaves `[min, max)`.
+    fn check_range(&self, r: &Range<u64>) -> Result<bool, VmError> {
+        if r.end < r.start || !self.aligned(r.start) || !self.aligned(r.end) {
+            return Err(VmError::InvalidArgument);
+        }
+        if r.start == r.end {
+            return Ok(true);
+        }
+        if r.start < self.min || r.end > self.max {
+            return Err(VmError::InvalidAddress);
+        }
+        Ok(false)
+    }
+
+    /// Checks that every page of `r` is mapped and every entry passes `ok`; the first failure is
+    /// returned. Holes are `InvalidAddress`.
+    fn check_mapped(
+        &self,
+        r: &Range<u64>,
+        mut ok: impl FnMut(&Entry<O>) -> Result<(), VmError>,
+    ) -> Result<usize, VmError> {
+        let mut at = r.start;
+        let mut n = 0;
+        for e in self.store.overlapping(r.start, r.end) {
+            if e.start > at {
+                return Err(VmError::InvalidAddress);
+            }
+            ok(e)?;
+            at = e.end;
+            n += 1;
+        }
+        if at < r.end {
+            return Err(VmError::InvalidAddress);
+        }
+        Ok(n)
+    }
+
+    /// Starts a mutating operation: clears the journal and effects, saves the counters.
+    fn begin(&mut self) {
+        self.journal.clear();
+        self.effects.clear();
+        self.saved = (self.size, self.wired, self.timestamp, self.wire_future);
+    }
+
+    /// Ends a successful mutating operation: the timestamp moves if the map changed.
+    fn commit(&mut self) {
+        if !self.journal.is_empty() {
+            self.timestamp = self.timestamp.wrapping_add(1);
+        }
+    }
+
+    // ---- journaled primitives: they cannot fail ----
+
+    fn count_in(&mut self, e: &Entry<O>) {
+        self.size += e.len();
+        if e.value.wired_count > 0 {
+            self.wired += e.len();
+        }
+    }
+
+    fn count_out(&mut self, e: &Entry<O>) {
+        self.size -= e.len();
+        if e.value.wired_count > 0 {
+            self.wired -= e.len();
+        }
+    }
+
+    fn put(&mut self, e: Entry<O>) {
+        self.count_in(&e);
+        self.journal.push(Undo::Inserted(e.start));
+        self.store.insert(e);
+    }
+
+    fn take(&mut self, start: u64) -> Entry<O> {
+        let e = self.store.remove(start).expect("take: the caller found this entry");
+        self.count_out(&e);
+        self.journal.push(Undo::Removed(e.clone()));
+        e
+    }
+
+    /// Changes the attributes of the entry at `start` in place.
+    fn update(&mut self, start: u64, f: impl FnOnce(&mut Attrs<O>)) {
+        let old = self.store.get(start).expect("update: the caller found this entry").clone();
+        self.count_out(&old);
+        self.journal.push(Undo::Removed(old));
+        self.journal.push(Undo::Inserted(start));
+        let v = self.store.value_mut(start).expect("update: entry present");
+        f(v);
+        let now = self.store.get(start).expect("update: entry present").clone();
+        self.count_in(&now);
+    }
+
+    /// Moves the bounds (and reservation) of the entry at `start`, adjusting its offset by how far the
+    /// start moved.
+    fn reshape(&mut self, start: u64, new_start: u64, new_end: u64, reserve: u64) {
+        let mut e = self.take(start);
+        e.value.offset = if new_start >= e.start {
+            e.value.offset.wrapping_add(new_start - e.start)
+        } else {
+            e.value.offset.wrapping_sub(e.start - new_start)
+        };
+        e.start = new_start;
+        e.end = new_end;
+        e.reserve_below = reserve;
+        self.put(e);
+    }
+
+    /// Splits the entry containing `addr` at `addr` (`vm_map_clip_start` / `vm_map_clip_end`); the
+    /// stack reservation stays with the lower half. A no-op at an entry boundary or in a hole.
+    fn clip(&mut self, addr: u64) {
+        let Some(e) = self.store.containing(addr) else { return };
+        if e.start == addr {
+            return;
+        }
+        let upper = {
+            let mut u = e.clone();
+            u.value.offset = u.value.offset.wrapping_add(addr - e.start);
+            u.start = addr;
+            u.reserve_below = 0;
+            u
+        };
+        let (start, reserve) = (e.start, e.reserve_below);
+        self.reshape(start, start, addr, reserve);
+        self.put(upper);
+    }
+
+    /// Clips at both ends of `r` and returns the starts of the entries inside `r`.
+    fn clip_range(&mut self, r: &Range<u64>) -> Vec<u64> {
+        self.clip(r.start);
+        self.clip(r.end);
+        self.store.overlapping(r.start, r.end).map(|e| e.start).collect()
+    }
+
+    /// Merges every mergeable pair of adjacent entries touching `[r.start, r.end]`
+    /// (`vm_map_simplify_entry` over a range).
+    fn simplify(&mut self, r: &Range<u64>) {
+        let mut cur = match self.store.floor(r.start.saturating_sub(1)) {
+            Some(e) => e.start,
+            None => match self.store.ceil(r.start) {
+                Some(e) => e.start,
+                None => return,
+            },
+        };
+        loop {
+            let Some(e) = self.store.get(cur) else { return };
+            if e.start > r.end {
+                return;
+            }
+            let Some(next) = self.store.next(cur) else { return };
+            if e.mergeable_with(next) {
+                let (s, end, reserve, next_start) = (e.start, next.end, e.reserve_below, next.start);
+                self.take(next_start);
+                self.reshape(s, s, end, reserve);
+            } else {
+                cur = next.start;
+            }
+        }
+    }
+
+    /// Pushes an effect, extending the previous one when it is the same change on the adjacent range.
+    fn effect(&mut self, fx: Effect<O>) {
+        use Effect::*;
+        if let Some(last) = self.effects.last_mut() {
+            let joined = match (last, &fx) {
+                (Unmap(a), Unmap(b))
+                | (Wire(a), Wire(b))
+                | (Unwire(a), Unwire(b))
+                | (Guard(a), Guard(b))
+                | (Unguard(a), Unguard(b))
+                | (Seal(a), Seal(b))
+                | (WriteProtect(a), WriteProtect(b))
+                    if a.end == b.start =>
+                {
+                    a.end = b.end;
+                    true
+                }
+                (Protect(a, p), Protect(b, q)) if a.end == b.start && p == q => {
+                    a.end = b.end;
+                    true
+                }
+                (Inherit(a, p), Inherit(b, q)) if a.end == b.start && p == q => {
+                    a.end = b.end;
+                    true
+                }
+                _ => false,
+            };
+            if joined {
+                return;
+            }
+        }
+        self.effects.push(fx);
+    }
+
+    /// Checks every invariant of the map (see the module documentation). The error names the first
+    /// violation. Costs O(n); meant for tests.
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
+        self.store.check()?;
+        let (mut size, mut wired) = (0u64, 0u64);
+        let mut prev: Option<&Entry<O>> = None;
+        for e in self.store.iter() {
+            if !self.aligned(e.start) || !self.aligned(e.end) || !self.aligned(e.reserve_below) {
+                return Err("entry not page-aligned");
+            }
+            if e.start < self.min || e.end > self.max {
+                return Err("entry outside [min, max)");
+            }
+            if !e.value.max_prot.contains(e.value.prot) {
+                return Err("prot exceeds max_prot");
+            }
+            if e.value.user_wired && e.value.wired_count == 0 {
+                return Err("user-wired entry with wired_count 0");
+            }
+            if e.reserve_below > 0 && !e.value.flags.contains(EntryFlags::STACK) {
+                return Err("stack reservation on a non-stack entry");
+            }
+            let floor = prev.map_or(self.min, |p| p.end);
+            if e.start - floor < e.reserve_below {
+                return Err("stack reservation overlaps an entry or leaves the map");
+            }
+            if let Some(p) = prev
+                && p.mergeable_with(e)
+            {
+                return Err("two adjacent mergeable entries left unmerged");
+            }
+            size += e.len();
+            if e.value.wired_count > 0 {
+                wired += e.len();
+            }
+            prev = Some(e);
+        }
+        if size != self.size {
+            return Err("size counter differs from the entries");
+        }
+        if wired != self.wired {
+            return Err("wired counter differs from the entries");
+        }
+        Ok(())
+    }
+}

@@ -71,6 +71,11 @@ impl<V> Store<V> {
         self.items.len()
     }
 
+    /// Whether the store holds no item.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
     /// The item whose start is exactly `start`.
     pub fn get(&self, start: u64) -> Option<&Item<V>> {
         self.items.get(&start)
