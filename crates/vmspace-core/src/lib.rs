@@ -19,6 +19,6 @@ extern crate alloc;
 pub mod map;
 
 pub use map::{
-    Access, Advice, Attrs, Behavior, Effect, Entry, EntryFlags, Fault, FindSpec, Growth, Inherit, MapKind,
-    MapObject, MapSpec, PAGE_SIZE, Prot, SubmapId, VmError, VmMap,
+    Access, Advice, Attrs, Behavior, Effect, Entry, EntryFlags, Fault, FindSpec, Growth, HumanSize, Inherit,
+    MapKind, MapObject, MapSpec, PAGE_SIZE, Prot, RESERVE_COUNT, RESERVE_SLOP, SubmapId, VmError, VmMap,
 };

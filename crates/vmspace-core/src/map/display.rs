@@ -86,19 +86,26 @@ impl<O: MapObject> fmt::Display for VmMap<O> {
     }
 }
 
-/// Bytes in the largest unit that keeps them whole (K, M, G, T), as `procstat` prints sizes.
 fn human(bytes: u64) -> HumanSize {
     HumanSize(bytes)
 }
 
-struct HumanSize(u64);
+/// Bytes printed in the largest unit (K, M, G, T) with one decimal when not whole: `128K`, `7.8M`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanSize(pub u64);
 
 impl fmt::Display for HumanSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let units = [("T", 40), ("G", 30), ("M", 20), ("K", 10)];
         for (name, shift) in units {
-            if self.0 >= 1 << shift && self.0 % (1 << shift) == 0 {
-                return f.pad(&alloc::format!("{}{}", self.0 >> shift, name));
+            if self.0 >= 1 << shift {
+                let whole = self.0 >> shift;
+                let tenths = ((self.0 & ((1 << shift) - 1)) * 10) >> shift;
+                return if self.0 % (1 << shift) == 0 {
+                    f.pad(&alloc::format!("{whole}{name}"))
+                } else {
+                    f.pad(&alloc::format!("{whole}.{tenths}{name}"))
+                };
             }
         }
         f.pad(&alloc::format!("{}", self.0))

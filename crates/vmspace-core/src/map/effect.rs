@@ -33,6 +33,8 @@ pub enum Effect<O> {
     /// Write-protect this range so the next write faults (fork's copy-on-write, `pmap_protect` without
     /// write).
     WriteProtect(Range<u64>),
+    /// Write back dirty pages of this range, and drop cached ones if `true` (`msync`, `vm_map_clean`).
+    Clean(Range<u64>, bool),
     /// The range now belongs to a submap.
     Submap(Range<u64>, SubmapId),
 }

@@ -26,6 +26,7 @@ pub mod types;
 use alloc::vec::Vec;
 use core::ops::Range;
 
+pub use display::HumanSize;
 pub use effect::Effect;
 pub use entry::{Attrs, Entry};
 pub use error::VmError;
@@ -39,6 +40,13 @@ use store::Store;
 
 /// The default page size.
 pub const PAGE_SIZE: u64 = 4096;
+
+/// Entries one insertion needs with the clips it may cause (`MAP_RESERVE_COUNT`): what every operation
+/// ensures before it changes anything.
+pub const RESERVE_COUNT: usize = 4;
+
+/// Spare entries a reservation may keep after `release` (`MAP_RESERVE_SLOP`).
+pub const RESERVE_SLOP: usize = 32;
 
 /// The default stack growth step (the seed's `sgrowsiz`).
 pub const DEFAULT_STACK_GROWTH: u64 = 64 * 1024;

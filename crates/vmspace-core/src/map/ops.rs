@@ -437,6 +437,28 @@ impl<O: MapObject> VmMap<O> {
         Ok(())
     }
 
+    /// Writes back and optionally invalidates every page of `range` (`vm_map_clean`, `msync`). The map
+    /// does not change; the effect tells the OS what to flush.
+    ///
+    /// The whole range must be mapped (`InvalidAddress`; DragonFly's msync says EINVAL, POSIX and Linux
+    /// ENOMEM); a submap → `InvalidArgument`; `invalidate` over wired memory → `InvalidArgument` (Linux
+    /// and FreeBSD answer EBUSY).
+    pub fn clean(&mut self, range: Range<u64>, invalidate: bool) -> Result<(), VmError> {
+        self.begin();
+        if self.check_range(&range)? {
+            return Ok(());
+        }
+        self.check_mapped(&range, |e| {
+            if matches!(e.value.kind, MapKind::Submap(_)) || (invalidate && e.value.wired_count > 0) {
+                Err(VmError::InvalidArgument)
+            } else {
+                Ok(())
+            }
+        })?;
+        self.effect(Effect::Clean(range, invalidate));
+        Ok(())
+    }
+
     /// Turns every page of `range` into a guard region (Linux `MADV_GUARD_INSTALL`): any access is a
     /// guard hit. The whole range must be mapped; sealed → `Sealed`; submap → `InvalidArgument`.
     pub fn guard(&mut self, range: Range<u64>) -> Result<(), VmError> {
@@ -550,5 +572,6 @@ fn with_range<O>(fx: Effect<O>, r: Range<u64>) -> Effect<O> {
         Effect::WriteProtect(_) => Effect::WriteProtect(r),
         Effect::Submap(_, id) => Effect::Submap(r, id),
         Effect::Map(e) => Effect::Map(e),
+        Effect::Clean(_, inv) => Effect::Clean(r, inv),
     }
 }
