@@ -1,0 +1,43 @@
+//! Forking the process with its address spaces (`vmspace_fork`): every live `AddressSpace` is locked
+//! across the `fork()`, then each side's map is brought in line with what the kernel gave it.
+
+use std::io;
+
+use crate::space::registered;
+
+/// Which side of a fork this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forked {
+    /// The parent, with the child's pid.
+    Parent(i32),
+    /// The child.
+    Child,
+}
+
+/// Forks the process (`fork(2)`). Every `AddressSpace` is locked for the duration, so none is caught
+/// half-way through a change; afterwards the parent's maps mark copies copy-on-write and the child's
+/// maps follow inheritance (none: a hole, zero: fresh memory, wiring dropped), as the kernel did.
+///
+/// # Safety
+/// The usual rules of `fork` in a multi-threaded process apply: the child has one thread, and until it
+/// calls `exec` or `_exit` it must not rely on locks other threads may have held (vmspace's own locks are
+/// taken across the fork and released in both processes).
+pub unsafe fn fork() -> io::Result<Forked> {
+    let spaces = registered();
+    let mut guards: Vec<_> =
+        spaces.iter().map(|s| s.inner.write().unwrap_or_else(|e| e.into_inner())).collect();
+    // SAFETY: the caller accepts fork's rules (above); the locks held here are released on both sides.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for (s, g) in spaces.iter().zip(guards.iter_mut()) {
+        if pid == 0 {
+            s.after_fork_child(g);
+        } else {
+            s.after_fork_parent(g);
+        }
+    }
+    drop(guards);
+    Ok(if pid == 0 { Forked::Child } else { Forked::Parent(pid) })
+}

@@ -1,0 +1,916 @@
+//! A live process's address space, read from `/proc/PID/{smaps,maps,smaps_rollup,status}` and loaded
+//! into a [`VmMap<Mapping>`](crate::VmMap): the counterpart of FreeBSD's `procstat -v`
+//! (`kinfo_vmentry`) and macOS's `vmmap`, built on the same `vm_map` the rest of this crate drives.
+//!
+//! Invariant kept here: every Linux VMA becomes one [`VmMap::insert`](crate::VmMap::insert) with the
+//! attributes Linux reports for it (protection from the permissions, max protection from the `mr mw me`
+//! VmFlags, inheritance from `s`/`p` and `dc`/`wf`, behaviour from `sr`/`rr`, `dd` → NOCOREDUMP, `sl` →
+//! SEALED, `gd` → STACK), plus a user wiring for `lo`. So the map's size is the sum of the VMAs' sizes,
+//! even where the map merges neighbours that Linux keeps apart (different `anon_vma`), and every entry of
+//! the map is a union of whole VMAs, whose per-VMA counters ([`Region::stats`]) add up per entry.
+//!
+//! The parsers are pure functions of the text ([`parse_smaps`], [`parse_maps`], [`parse_rollup`],
+//! [`parse_status`]) so they can be tested on snapshots; [`ProcMaps::load`] reads a live process and
+//! turns each way a process can vanish or refuse into one [`ProcError`] variant.
+
+use std::fmt;
+use std::io;
+use std::ops::Range;
+
+use crate::{Behavior, EntryFlags, Inherit, MapObject, MapSpec, Prot, VmError, VmMap};
+
+/// The lowest address a loaded map covers.
+pub const MAP_MIN: u64 = 0;
+/// One past the highest address a loaded map covers: `2^64 - 4096`, so that `[vsyscall]` at
+/// `0xffffffffff600000` (above the 47-bit user limit) fits.
+pub const MAP_MAX: u64 = 0u64.wrapping_sub(4096);
+
+/// What backs a region (the seed's `vm_object`, as `procstat -v`'s TYPE column and `vmmap`'s region
+/// names show it). Two neighbours merge in the map only when their backings are equal (and, for
+/// files, their offsets are contiguous).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Mapping {
+    /// A file: its path as the kernel prints it (with ` (deleted)` removed), device and inode.
+    File {
+        /// The path.
+        path: String,
+        /// Device, `major:minor`.
+        dev: (u32, u32),
+        /// Inode number.
+        inode: u64,
+        /// Whether the kernel marked the file ` (deleted)`.
+        deleted: bool,
+    },
+    /// The `brk` heap (`[heap]`).
+    Heap,
+    /// The main thread's stack (`[stack]`).
+    Stack,
+    /// The vDSO (`[vdso]`).
+    Vdso,
+    /// The vDSO's data pages (`[vvar]`, `[vvar_vclock]`).
+    Vvar,
+    /// The legacy `[vsyscall]` page, above the user address limit.
+    Vsyscall,
+    /// Private anonymous memory, optionally named by `PR_SET_VMA_ANON_NAME` (`[anon:NAME]`).
+    Anonymous {
+        /// The name, if any.
+        name: Option<String>,
+    },
+    /// Shared anonymous memory (`MAP_SHARED|MAP_ANONYMOUS`: `/dev/zero (deleted)`, `[anon_shmem:NAME]`).
+    SharedAnonymous {
+        /// Inode of the shmem object (0 when unknown).
+        inode: u64,
+        /// The name, if any.
+        name: Option<String>,
+    },
+    /// A shmem object: SysV shared memory (`/SYSV…`) or a memfd (`/memfd:NAME`).
+    Shmem {
+        /// The path as printed.
+        path: String,
+        /// Inode number.
+        inode: u64,
+    },
+    /// Another kernel-named region (`[uprobes]`, …).
+    Special(String),
+}
+
+impl Mapping {
+    /// A short name for the kind of backing: `file`, `heap`, `stack`, `vdso`, `vvar`, `vsyscall`,
+    /// `anon`, `shared-anon`, `shmem`, `special`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Mapping::File { .. } => "file",
+            Mapping::Heap => "heap",
+            Mapping::Stack => "stack",
+            Mapping::Vdso => "vdso",
+            Mapping::Vvar => "vvar",
+            Mapping::Vsyscall => "vsyscall",
+            Mapping::Anonymous { .. } => "anon",
+            Mapping::SharedAnonymous { .. } => "shared-anon",
+            Mapping::Shmem { .. } => "shmem",
+            Mapping::Special(_) => "special",
+        }
+    }
+
+    /// The name a listing shows: the path, `[heap]`, `[anon:NAME]`, or empty for unnamed anonymous
+    /// memory.
+    pub fn display_name(&self) -> String {
+        match self {
+            Mapping::File { path, deleted, .. } => {
+                if *deleted {
+                    format!("{path} (deleted)")
+                } else {
+                    path.clone()
+                }
+            }
+            Mapping::Heap => "[heap]".into(),
+            Mapping::Stack => "[stack]".into(),
+            Mapping::Vdso => "[vdso]".into(),
+            Mapping::Vvar => "[vvar]".into(),
+            Mapping::Vsyscall => "[vsyscall]".into(),
+            Mapping::Anonymous { name: Some(n) } => format!("[anon:{n}]"),
+            Mapping::Anonymous { name: None } => String::new(),
+            Mapping::SharedAnonymous { name: Some(n), .. } => format!("[anon_shmem:{n}]"),
+            Mapping::SharedAnonymous { name: None, .. } => "/dev/zero (deleted)".into(),
+            Mapping::Shmem { path, .. } => path.clone(),
+            Mapping::Special(s) => s.clone(),
+        }
+    }
+
+    /// Classifies a region from its `/proc/PID/maps` path column, device and inode.
+    pub fn classify(path: &str, dev: (u32, u32), inode: u64, shared: bool) -> Mapping {
+        match path {
+            "" => {
+                if shared {
+                    Mapping::SharedAnonymous { inode, name: None }
+                } else {
+                    Mapping::Anonymous { name: None }
+                }
+            }
+            "[heap]" => Mapping::Heap,
+            "[stack]" => Mapping::Stack,
+            "[vdso]" => Mapping::Vdso,
+            "[vvar]" | "[vvar_vclock]" => Mapping::Vvar,
+            "[vsyscall]" => Mapping::Vsyscall,
+            _ => {
+                if let Some(n) = path.strip_prefix("[anon:").and_then(|s| s.strip_suffix(']')) {
+                    return Mapping::Anonymous { name: Some(n.to_string()) };
+                }
+                if let Some(n) = path.strip_prefix("[anon_shmem:").and_then(|s| s.strip_suffix(']')) {
+                    return Mapping::SharedAnonymous { inode, name: Some(n.to_string()) };
+                }
+                if path == "/dev/zero (deleted)" && shared {
+                    return Mapping::SharedAnonymous { inode, name: None };
+                }
+                if path.starts_with("/SYSV") || path.starts_with("/memfd:") {
+                    return Mapping::Shmem { path: path.to_string(), inode };
+                }
+                if path.starts_with('[') && path.ends_with(']') {
+                    return Mapping::Special(path.to_string());
+                }
+                let (p, deleted) = match path.strip_suffix(" (deleted)") {
+                    Some(p) => (p, true),
+                    None => (path, false),
+                };
+                Mapping::File { path: p.to_string(), dev, inode, deleted }
+            }
+        }
+    }
+}
+
+impl MapObject for Mapping {
+    fn anonymous() -> Self {
+        Mapping::Anonymous { name: None }
+    }
+
+    /// Private anonymous memory of any kind: unnamed or named anonymous memory, the heap, the stack
+    /// (what Linux's `MADV_WIPEONFORK` accepts).
+    fn is_anonymous(&self) -> bool {
+        matches!(self, Mapping::Anonymous { .. } | Mapping::Heap | Mapping::Stack)
+    }
+}
+
+/// Linux's two-letter `VmFlags` of a VMA (`/proc/PID/smaps`), as a bit set.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct VmFlags(u64);
+
+/// Every flag name the kernel prints, in its order (`show_smap_vma_flags`); bit `i` is `NAMES[i]`.
+const VMFLAG_NAMES: [&str; 44] = [
+    "rd", "wr", "ex", "sh", "mr", "mw", "me", "ms", "gd", "pf", "lf", "dw", "lo", "io", "sr", "rr", "dc",
+    "de", "ac", "nr", "ht", "sf", "nl", "ar", "wf", "dd", "sd", "mm", "hg", "nh", "mg", "um", "uw", "ss",
+    "sl", "bt", "mt", "gu", "lt", "ui", "u1", "u2", "u3", "u4",
+];
+
+impl VmFlags {
+    /// No flag.
+    pub const EMPTY: VmFlags = VmFlags(0);
+
+    fn bit(name: &str) -> Option<u64> {
+        VMFLAG_NAMES.iter().position(|n| *n == name).map(|i| 1u64 << i)
+    }
+
+    /// Parses the value of a `VmFlags:` line (`rd wr mr mw me ac`); unknown names are ignored.
+    pub fn parse(s: &str) -> VmFlags {
+        VmFlags(s.split_ascii_whitespace().filter_map(Self::bit).fold(0, |a, b| a | b))
+    }
+
+    /// Whether the two-letter flag `name` is set (`false` for names the kernel does not print).
+    pub fn has(self, name: &str) -> bool {
+        Self::bit(name).is_some_and(|b| self.0 & b != 0)
+    }
+
+    /// The set flags' names in the kernel's order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        VMFLAG_NAMES.iter().enumerate().filter(move |(i, _)| self.0 & (1 << i) != 0).map(|(_, n)| *n)
+    }
+
+    /// Maximum protection: `mr` read, `mw` write, `me` execute.
+    pub fn max_prot(self) -> Prot {
+        let mut p = Prot::NONE;
+        if self.has("mr") {
+            p |= Prot::READ;
+        }
+        if self.has("mw") {
+            p |= Prot::WRITE;
+        }
+        if self.has("me") {
+            p |= Prot::EXECUTE;
+        }
+        p
+    }
+}
+
+impl fmt::Debug for VmFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The names separated by spaces, as the kernel prints them.
+impl fmt::Display for VmFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for n in self.names() {
+            if !first {
+                f.write_str(" ")?;
+            }
+            f.write_str(n)?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+/// Memory counters of a region or a whole process, in bytes (smaps reports kB).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Stats {
+    /// Resident bytes (`Rss`).
+    pub rss: u64,
+    /// Proportional resident bytes (`Pss`): each shared page divided among its mappers.
+    pub pss: u64,
+    /// Resident pages shared with another process (`Shared_Clean + Shared_Dirty`).
+    pub shared: u64,
+    /// Resident pages mapped only here (`Private_Clean + Private_Dirty`).
+    pub private: u64,
+    /// Anonymous resident bytes (`Anonymous`).
+    pub anonymous: u64,
+    /// Swapped-out bytes (`Swap`).
+    pub swap: u64,
+    /// Proportional swap (`SwapPss`).
+    pub swap_pss: u64,
+    /// Locked bytes (`Locked`).
+    pub locked: u64,
+}
+
+impl Stats {
+    /// Adds `other` to `self`, field by field (saturating).
+    pub fn add(&mut self, other: &Stats) {
+        self.rss = self.rss.saturating_add(other.rss);
+        self.pss = self.pss.saturating_add(other.pss);
+        self.shared = self.shared.saturating_add(other.shared);
+        self.private = self.private.saturating_add(other.private);
+        self.anonymous = self.anonymous.saturating_add(other.anonymous);
+        self.swap = self.swap.saturating_add(other.swap);
+        self.swap_pss = self.swap_pss.saturating_add(other.swap_pss);
+        self.locked = self.locked.saturating_add(other.locked);
+    }
+
+    /// Applies one `Key: N kB` line; returns whether the key was a counter.
+    fn apply(&mut self, key: &str, kb: u64) -> bool {
+        let b = kb.saturating_mul(1024);
+        match key {
+            "Rss" => self.rss = b,
+            "Pss" => self.pss = b,
+            "Shared_Clean" | "Shared_Dirty" => self.shared = self.shared.saturating_add(b),
+            "Private_Clean" | "Private_Dirty" => self.private = self.private.saturating_add(b),
+            "Anonymous" => self.anonymous = b,
+            "Swap" => self.swap = b,
+            "SwapPss" => self.swap_pss = b,
+            "Locked" => self.locked = b,
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// One Linux VMA as `/proc/PID/maps` and `smaps` describe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// `[start, end)`.
+    pub range: Range<u64>,
+    /// Protection from the `rwx` permission letters.
+    pub prot: Prot,
+    /// `s` (shared) rather than `p` (private).
+    pub shared: bool,
+    /// Offset in the file (or the page offset of anonymous memory).
+    pub offset: u64,
+    /// Device, `major:minor` (hexadecimal in the file).
+    pub dev: (u32, u32),
+    /// Inode number (0 for anonymous memory).
+    pub inode: u64,
+    /// The path column, as printed.
+    pub path: String,
+    /// What backs the region.
+    pub mapping: Mapping,
+    /// The counters (`None` when only `maps` could be read).
+    pub stats: Option<Stats>,
+    /// `VmFlags` (`None` when only `maps` could be read).
+    pub vm_flags: Option<VmFlags>,
+    /// `KernelPageSize` in bytes (4096 unless hugetlb).
+    pub kernel_page_size: u64,
+}
+
+impl Region {
+    /// Size in bytes.
+    pub fn len(&self) -> u64 {
+        self.range.end - self.range.start
+    }
+
+    /// Whether the region is empty (never, for a region the kernel printed).
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
+    }
+
+    /// Maximum protection: the `mr mw me` VmFlags, or everything when they are unknown. Never less than
+    /// the current protection: `[vsyscall]` reports `--x` with VmFlags `ex` only, and a map entry needs
+    /// `prot ⊆ max_prot`.
+    pub fn max_prot(&self) -> Prot {
+        match self.vm_flags {
+            Some(f) => f.max_prot() | self.prot,
+            None => Prot::ALL,
+        }
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.vm_flags.is_some_and(|f| f.has(name))
+    }
+
+    /// Inheritance at fork: `dc` (MADV_DONTFORK) → none, `wf` (MADV_WIPEONFORK) → zero, shared →
+    /// share, private → copy.
+    pub fn inherit(&self) -> Inherit {
+        if self.flag("dc") {
+            Inherit::None
+        } else if self.flag("wf") {
+            Inherit::Zero
+        } else if self.shared {
+            Inherit::Share
+        } else {
+            Inherit::Copy
+        }
+    }
+
+    /// Behaviour: `sr` sequential, `rr` random, else normal.
+    pub fn behavior(&self) -> Behavior {
+        if self.flag("sr") {
+            Behavior::Sequential
+        } else if self.flag("rr") {
+            Behavior::Random
+        } else {
+            Behavior::Normal
+        }
+    }
+
+    /// Entry flags: `dd` → NOCOREDUMP, `sl` → SEALED, `gd` → STACK.
+    pub fn entry_flags(&self) -> EntryFlags {
+        let mut f = EntryFlags::EMPTY;
+        f.set(EntryFlags::NOCOREDUMP, self.flag("dd"));
+        f.set(EntryFlags::SEALED, self.flag("sl"));
+        f.set(EntryFlags::STACK, self.flag("gd"));
+        f
+    }
+
+    /// Whether the region is locked (`lo`, mlock).
+    pub fn locked(&self) -> bool {
+        self.flag("lo")
+    }
+
+    /// The insert that reproduces this region in a [`VmMap`].
+    pub fn spec(&self) -> MapSpec<Mapping> {
+        let offset = if self.mapping.is_anonymous() { 0 } else { self.offset };
+        MapSpec::new(self.prot, self.max_prot())
+            .with_inherit(self.inherit())
+            .with_behavior(self.behavior())
+            .with_flags(self.entry_flags())
+            .with_object(self.mapping.clone(), offset)
+    }
+}
+
+/// Why a text could not be parsed: the 1-based line number and the line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line number.
+    pub line: usize,
+    /// The offending line (cut to 200 characters).
+    pub content: String,
+    /// What was wrong.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}: {:?}", self.line, self.reason, self.content)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+fn perr(line: usize, content: &str, reason: &'static str) -> ParseError {
+    let content = content.chars().take(200).collect();
+    ParseError { line, content, reason }
+}
+
+/// Parses one `/proc/PID/maps` line: `start-end perms offset major:minor inode [path]`.
+pub fn parse_maps_line(line: &str) -> Result<Region, &'static str> {
+    let mut rest = line;
+    let mut field = || -> Option<&str> {
+        let t = rest.trim_start_matches(' ');
+        let end = t.find(' ').unwrap_or(t.len());
+        let (f, r) = t.split_at(end);
+        rest = r;
+        (!f.is_empty()).then_some(f)
+    };
+    let range = field().ok_or("missing range")?;
+    let perms = field().ok_or("missing permissions")?;
+    let offset = field().ok_or("missing offset")?;
+    let dev = field().ok_or("missing device")?;
+    let inode = field().ok_or("missing inode")?;
+    let path = rest.trim_start_matches(' ');
+    let (s, e) = range.split_once('-').ok_or("range without '-'")?;
+    let start = u64::from_str_radix(s, 16).map_err(|_| "bad start address")?;
+    let end = u64::from_str_radix(e, 16).map_err(|_| "bad end address")?;
+    if end <= start || start % 4096 != 0 || end % 4096 != 0 {
+        return Err("empty, inverted or unaligned range");
+    }
+    let p = perms.as_bytes();
+    if p.len() != 4 {
+        return Err("permissions are not 4 letters");
+    }
+    let mut prot = Prot::NONE;
+    for (i, (ch, bit)) in
+        [(b'r', Prot::READ), (b'w', Prot::WRITE), (b'x', Prot::EXECUTE)].into_iter().enumerate()
+    {
+        match p[i] {
+            c if c == ch => prot |= bit,
+            b'-' => {}
+            _ => return Err("bad permission letter"),
+        }
+    }
+    let shared = match p[3] {
+        b's' => true,
+        b'p' => false,
+        _ => return Err("sharing is neither 's' nor 'p'"),
+    };
+    let offset = u64::from_str_radix(offset, 16).map_err(|_| "bad offset")?;
+    let (ma, mi) = dev.split_once(':').ok_or("device without ':'")?;
+    let dev = (
+        u32::from_str_radix(ma, 16).map_err(|_| "bad device major")?,
+        u32::from_str_radix(mi, 16).map_err(|_| "bad device minor")?,
+    );
+    let inode: u64 = inode.parse().map_err(|_| "bad inode")?;
+    let mapping = Mapping::classify(path, dev, inode, shared);
+    Ok(Region {
+        range: start..end,
+        prot,
+        shared,
+        offset,
+        dev,
+        inode,
+        path: path.to_string(),
+        mapping,
+        stats: None,
+        vm_flags: None,
+        kernel_page_size: 4096,
+    })
+}
+
+/// Parses `/proc/PID/maps`: one region per non-empty line, in order.
+pub fn parse_maps(text: &str) -> Result<Vec<Region>, ParseError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(parse_maps_line(line).map_err(|r| perr(i + 1, line, r))?);
+    }
+    check_order(&out)?;
+    Ok(out)
+}
+
+fn check_order(regions: &[Region]) -> Result<(), ParseError> {
+    for w in regions.windows(2) {
+        if w[1].range.start < w[0].range.end {
+            let s = format!("{:x}-{:x}", w[1].range.start, w[1].range.end);
+            return Err(perr(0, &s, "regions overlap or are out of order"));
+        }
+    }
+    Ok(())
+}
+
+/// Splits `Key:   value` into the key and the trimmed value.
+fn key_value(line: &str) -> Option<(&str, &str)> {
+    let (k, v) = line.split_once(':')?;
+    if k.is_empty() || k.contains(' ') {
+        return None;
+    }
+    Some((k, v.trim()))
+}
+
+fn kb(v: &str) -> Option<u64> {
+    v.strip_suffix("kB").unwrap_or(v).trim().parse().ok()
+}
+
+/// Parses `/proc/PID/smaps`: a maps line per region followed by `Key: N kB` lines and `VmFlags:`.
+pub fn parse_smaps(text: &str) -> Result<Vec<Region>, ParseError> {
+    let mut out: Vec<Region> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Some((k, v)) = key_value(line) {
+            let Some(r) = out.last_mut() else {
+                return Err(perr(i + 1, line, "counter before any region"));
+            };
+            let st = r.stats.get_or_insert_with(Stats::default);
+            if k == "VmFlags" {
+                r.vm_flags = Some(VmFlags::parse(v));
+            } else if k == "KernelPageSize" {
+                r.kernel_page_size =
+                    kb(v).ok_or_else(|| perr(i + 1, line, "bad page size"))?.saturating_mul(1024);
+            } else if v.ends_with("kB") {
+                let n = kb(v).ok_or_else(|| perr(i + 1, line, "bad kB value"))?;
+                st.apply(k, n);
+            }
+            continue;
+        }
+        let mut r = parse_maps_line(line).map_err(|e| perr(i + 1, line, e))?;
+        r.stats = Some(Stats::default());
+        out.push(r);
+    }
+    check_order(&out)?;
+    Ok(out)
+}
+
+/// Parses `/proc/PID/smaps_rollup`: the process's totals.
+pub fn parse_rollup(text: &str) -> Result<Stats, ParseError> {
+    let mut st = Stats::default();
+    let mut any = false;
+    for (i, line) in text.lines().enumerate() {
+        if let Some((k, v)) = key_value(line)
+            && v.ends_with("kB")
+        {
+            let n = kb(v).ok_or_else(|| perr(i + 1, line, "bad kB value"))?;
+            any |= st.apply(k, n);
+        }
+    }
+    if !any && !text.trim().is_empty() {
+        return Err(perr(1, text.lines().next().unwrap_or(""), "no counters"));
+    }
+    Ok(st)
+}
+
+/// What `/proc/PID/status` says about a process's memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// The command name (`Name`).
+    pub name: String,
+    /// Threads (`Threads`).
+    pub threads: u64,
+    /// Total mapped bytes (`VmSize`), not counting `[vsyscall]`.
+    pub vm_size: u64,
+    /// Peak of `vm_size` (`VmPeak`).
+    pub vm_peak: u64,
+    /// Resident bytes (`VmRSS`).
+    pub vm_rss: u64,
+    /// Locked bytes (`VmLck`).
+    pub vm_lck: u64,
+    /// Swapped bytes (`VmSwap`).
+    pub vm_swap: u64,
+}
+
+/// Parses `/proc/PID/status`. Kernel threads have no `Vm*` lines: those stay 0.
+pub fn parse_status(text: &str) -> Status {
+    let mut s = Status::default();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else { continue };
+        let v = v.trim();
+        match k {
+            "Name" => s.name = v.to_string(),
+            "Threads" => s.threads = v.parse().unwrap_or(0),
+            "VmSize" => s.vm_size = kb(v).unwrap_or(0) * 1024,
+            "VmPeak" => s.vm_peak = kb(v).unwrap_or(0) * 1024,
+            "VmRSS" => s.vm_rss = kb(v).unwrap_or(0) * 1024,
+            "VmLck" => s.vm_lck = kb(v).unwrap_or(0) * 1024,
+            "VmSwap" => s.vm_swap = kb(v).unwrap_or(0) * 1024,
+            _ => {}
+        }
+    }
+    s
+}
+
+/// Which process to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pid {
+    /// The calling process (`/proc/self`).
+    This,
+    /// A process id.
+    Id(u32),
+}
+
+impl Pid {
+    fn dir(self) -> String {
+        match self {
+            Pid::This => "/proc/self".into(),
+            Pid::Id(p) => format!("/proc/{p}"),
+        }
+    }
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pid::This => f.write_str("self"),
+            Pid::Id(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// Why a process could not be loaded.
+#[derive(Debug)]
+pub enum ProcError {
+    /// The process does not exist or exited while it was read (ENOENT, ESRCH), or is a zombie.
+    Gone(Pid),
+    /// Reading it is not permitted (EACCES, EPERM: another user's process without privilege).
+    Denied(Pid),
+    /// Another I/O error.
+    Io(Pid, io::Error),
+    /// A file did not parse.
+    Parse(Pid, &'static str, ParseError),
+    /// The regions could not be loaded into a map (they overlap, or lie outside the map).
+    Map(Pid, Range<u64>, VmError),
+}
+
+impl ProcError {
+    /// Whether the process simply vanished (as opposed to refusing or being malformed).
+    pub fn is_gone(&self) -> bool {
+        matches!(self, ProcError::Gone(_))
+    }
+
+    /// Whether reading was refused.
+    pub fn is_denied(&self) -> bool {
+        matches!(self, ProcError::Denied(_))
+    }
+}
+
+impl fmt::Display for ProcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProcError::Gone(p) => write!(f, "process {p} does not exist (or exited while being read)"),
+            ProcError::Denied(p) => write!(f, "process {p}: permission denied (try as root or as its owner)"),
+            ProcError::Io(p, e) => write!(f, "process {p}: {e}"),
+            ProcError::Parse(p, file, e) => write!(f, "process {p}: /proc/{p}/{file}: {e}"),
+            ProcError::Map(p, r, e) => write!(f, "process {p}: region {:#x}-{:#x}: {e}", r.start, r.end),
+        }
+    }
+}
+
+impl std::error::Error for ProcError {}
+
+fn io_err(pid: Pid, e: io::Error) -> ProcError {
+    match e.raw_os_error() {
+        Some(2) | Some(3) => ProcError::Gone(pid),    // ENOENT, ESRCH
+        Some(1) | Some(13) => ProcError::Denied(pid), // EPERM, EACCES
+        _ => match e.kind() {
+            io::ErrorKind::NotFound => ProcError::Gone(pid),
+            io::ErrorKind::PermissionDenied => ProcError::Denied(pid),
+            _ => ProcError::Io(pid, e),
+        },
+    }
+}
+
+/// Reads a whole /proc file into `buf` (cleared first).
+fn read_into(path: &str, buf: &mut String) -> io::Result<()> {
+    use std::io::Read;
+    buf.clear();
+    std::fs::File::open(path)?.read_to_string(buf)?;
+    Ok(())
+}
+
+/// Builds the map of `regions`: one insert per region (merging equal neighbours) and a wiring for
+/// each locked one.
+pub fn build_map(regions: &[Region]) -> Result<VmMap<Mapping>, (Range<u64>, VmError)> {
+    let mut map = VmMap::new(MAP_MIN, MAP_MAX).map_err(|e| (0..0, e))?;
+    for r in regions {
+        map.insert(r.range.clone(), r.spec()).map_err(|e| (r.range.clone(), e))?;
+        if r.locked() {
+            map.wire(r.range.clone()).map_err(|e| (r.range.clone(), e))?;
+        }
+        map.take_effects();
+    }
+    Ok(map)
+}
+
+/// A process's address space: its VMAs, the map built from them, its totals.
+#[derive(Debug)]
+pub struct ProcMaps {
+    /// The process read.
+    pub pid: Pid,
+    /// What `status` says (name, threads, VmSize…).
+    pub status: Status,
+    /// The VMAs in address order.
+    pub regions: Vec<Region>,
+    /// The map: one insert per VMA, merged where attributes are equal.
+    pub map: VmMap<Mapping>,
+    /// `smaps_rollup`'s totals, when it could be read.
+    pub rollup: Option<Stats>,
+    /// Whether per-region counters and VmFlags were available (smaps readable).
+    pub detailed: bool,
+}
+
+impl ProcMaps {
+    /// Reads `/proc/PID/{status,smaps,smaps_rollup}` (falling back to `maps` when `smaps` is refused)
+    /// and builds the map.
+    ///
+    /// Errors: the process is gone or exits meanwhile → [`ProcError::Gone`]; not readable →
+    /// [`ProcError::Denied`]; malformed text → [`ProcError::Parse`]. A kernel thread loads as an empty
+    /// map.
+    pub fn load(pid: Pid) -> Result<ProcMaps, ProcError> {
+        let mut buf = String::with_capacity(64 * 1024);
+        Self::load_with(pid, &mut buf)
+    }
+
+    /// [`ProcMaps::load`] reusing `buf` for the file contents.
+    pub fn load_with(pid: Pid, buf: &mut String) -> Result<ProcMaps, ProcError> {
+        let dir = pid.dir();
+        read_into(&format!("{dir}/status"), buf).map_err(|e| io_err(pid, e))?;
+        let status = parse_status(buf);
+        let (regions, detailed) = match read_into(&format!("{dir}/smaps"), buf) {
+            Ok(()) => (parse_smaps(buf).map_err(|e| ProcError::Parse(pid, "smaps", e))?, true),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                read_into(&format!("{dir}/maps"), buf).map_err(|e| io_err(pid, e))?;
+                (parse_maps(buf).map_err(|e| ProcError::Parse(pid, "maps", e))?, false)
+            }
+            Err(e) => return Err(io_err(pid, e)),
+        };
+        let rollup = match read_into(&format!("{dir}/smaps_rollup"), buf) {
+            Ok(()) => Some(parse_rollup(buf).map_err(|e| ProcError::Parse(pid, "smaps_rollup", e))?),
+            Err(_) => None,
+        };
+        let map = build_map(&regions).map_err(|(r, e)| ProcError::Map(pid, r, e))?;
+        Ok(ProcMaps { pid, status, regions, map, rollup, detailed })
+    }
+
+    /// The sum of the regions' counters.
+    pub fn totals(&self) -> Stats {
+        let mut t = Stats::default();
+        for r in &self.regions {
+            if let Some(s) = &r.stats {
+                t.add(s);
+            }
+        }
+        t
+    }
+
+    /// For each map entry, in order, the sum of the counters of the regions it is made of.
+    pub fn entry_stats(&self) -> Vec<Stats> {
+        let mut out = Vec::with_capacity(self.map.len());
+        let mut i = 0;
+        for e in self.map.entries() {
+            let mut s = Stats::default();
+            while i < self.regions.len() && self.regions[i].range.start < e.end {
+                if self.regions[i].range.end > e.start
+                    && let Some(st) = &self.regions[i].stats
+                {
+                    s.add(st);
+                }
+                i += 1;
+            }
+            out.push(s);
+        }
+        out
+    }
+
+    /// Bytes of the `[vsyscall]` page(s): mapped in every process but not a VMA, so not in `VmSize`.
+    pub fn gate_size(&self) -> u64 {
+        self.regions.iter().filter(|r| r.mapping == Mapping::Vsyscall).map(Region::len).sum()
+    }
+}
+
+/// The ids of every process in `/proc`, in increasing order.
+pub fn all_pids() -> io::Result<Vec<u32>> {
+    let mut v: Vec<u32> =
+        std::fs::read_dir("/proc")?.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// `vm.max_map_count` (`/proc/sys/vm/max_map_count`): the most VMAs a process may have.
+pub fn max_map_count() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count").ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMAPS: &str = "\
+55d0c0a00000-55d0c0a02000 r--p 00000000 08:01 1234                       /usr/bin/cat
+Size:                  8 kB
+Rss:                   8 kB
+Pss:                   4 kB
+Shared_Clean:          8 kB
+Swap:                  0 kB
+Locked:                0 kB
+VmFlags: rd mr mw me dw sd
+55d0c0a02000-55d0c0a06000 r-xp 00002000 08:01 1234                       /usr/bin/cat
+Rss:                  16 kB
+Pss:                  16 kB
+VmFlags: rd ex mr mw me dw sd
+55d0c1000000-55d0c1021000 rw-p 00000000 00:00 0                          [heap]
+Rss:                  12 kB
+Pss:                  12 kB
+Swap:                  4 kB
+VmFlags: rd wr mr mw me ac sd
+7f0000000000-7f0000001000 rw-s 00000000 00:01 77                         /dev/zero (deleted)
+Rss:                   4 kB
+VmFlags: rd wr sh mr mw me ms sd lo dc
+7f0000001000-7f0000003000 rw-p 00000000 00:00 0                          [anon:my arena]
+VmFlags: rd wr mr mw me ac wf dd sr
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]
+VmFlags: rd wr mr mw me gd ac
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]
+VmFlags: ex
+";
+
+    #[test]
+    fn smaps_parse_and_map() {
+        let regions = parse_smaps(SMAPS).unwrap();
+        assert_eq!(regions.len(), 7);
+        assert_eq!(regions[0].mapping.kind_name(), "file");
+        assert_eq!(regions[0].stats.unwrap().pss, 4096);
+        assert_eq!(regions[0].stats.unwrap().shared, 8192);
+        assert_eq!(regions[2].mapping, Mapping::Heap);
+        assert_eq!(regions[3].mapping.kind_name(), "shared-anon");
+        assert_eq!(regions[3].inherit(), Inherit::None);
+        assert!(regions[3].locked());
+        assert_eq!(regions[4].inherit(), Inherit::Zero);
+        assert_eq!(regions[4].behavior(), Behavior::Sequential);
+        assert!(regions[4].entry_flags().contains(EntryFlags::NOCOREDUMP));
+        assert_eq!(regions[4].mapping, Mapping::Anonymous { name: Some("my arena".into()) });
+        assert!(regions[5].entry_flags().contains(EntryFlags::STACK));
+        assert_eq!(regions[6].max_prot(), Prot::EXECUTE);
+        let map = build_map(&regions).unwrap();
+        map.check_invariants().unwrap();
+        // The two pieces of /usr/bin/cat are different protections: 7 entries.
+        assert_eq!(map.len(), 7);
+        assert_eq!(map.size(), regions.iter().map(Region::len).sum::<u64>());
+        assert_eq!(map.wired_size(), 4096);
+        let e = map.lookup_entry(0xffffffffff600000).unwrap();
+        assert_eq!(e.object(), &Mapping::Vsyscall);
+    }
+
+    #[test]
+    fn contiguous_file_pieces_merge() {
+        let text = "\
+00400000-00401000 r--p 00000000 08:01 5 /bin/x
+00401000-00402000 r--p 00001000 08:01 5 /bin/x
+00402000-00403000 rw-p 00000000 00:00 0
+00403000-00404000 rw-p 00000000 00:00 0
+";
+        let regions = parse_maps(text).unwrap();
+        let map = build_map(&regions).unwrap();
+        assert_eq!(map.len(), 2);
+        map.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn malformed_lines_are_errors() {
+        for bad in [
+            "zzzz-1000 r--p 0 0:0 0",
+            "1000-0 r--p 0 0:0 0",
+            "1000-2000 r--q 0 0:0 0",
+            "1000-2000 r--p 0 00 0",
+            "1000-2000 r--p",
+            "1001-2000 r--p 0 0:0 0",
+            "1000-2000 rw p 0 0:0 0",
+        ] {
+            assert!(parse_maps(bad).is_err(), "{bad}");
+        }
+        assert!(parse_smaps("Rss: 4 kB\n").is_err());
+        assert!(parse_maps("2000-3000 r--p 0 0:0 0\n1000-2000 r--p 0 0:0 0\n").is_err());
+    }
+
+    #[test]
+    fn load_self() {
+        let p = ProcMaps::load(Pid::This).unwrap();
+        assert!(p.map.len() > 3);
+        p.map.check_invariants().unwrap();
+        assert!(p.detailed);
+        assert!(p.regions.iter().any(|r| r.mapping == Mapping::Stack));
+    }
+
+    #[test]
+    fn missing_pid_is_gone() {
+        let e = ProcMaps::load(Pid::Id(u32::MAX - 1)).unwrap_err();
+        assert!(e.is_gone(), "{e}");
+    }
+}
