@@ -7,6 +7,11 @@ use vmspace::{AddressSpace, Advice, Backing, Error, FindSpec, Inherit, MapSpec, 
 
 const PS: u64 = 4096;
 
+/// A call on a space, for tables of cases.
+type Call = Box<dyn Fn(&AddressSpace) -> Result<(), Error>>;
+/// A call on a space at a base address.
+type CallAt = Box<dyn Fn(&AddressSpace, u64) -> Result<(), Error>>;
+
 fn rw() -> MapSpec<Backing> {
     MapSpec::new(Prot::RW, Prot::ALL)
 }
@@ -110,7 +115,7 @@ fn bad_input_changes_nothing() {
     let a = s.map(8 * PS, rw()).unwrap();
     s.seal(a + 6 * PS..a + 8 * PS).unwrap();
     let before = (s.regions(), kernel_view(&s));
-    let cases: Vec<(VmError, Box<dyn Fn(&AddressSpace) -> Result<(), Error>>)> = vec![
+    let cases: Vec<(VmError, Call)> = vec![
         (VmError::InvalidArgument, Box::new(move |s| s.protect(a + 1..a + PS, Prot::READ))),
         (VmError::InvalidArgument, Box::new(move |s| s.map_at(a + 9 * PS..a + 9 * PS, rw()))),
         (VmError::InvalidArgument, Box::new(move |s| s.map(0, rw()).map(|_| ()))),
@@ -146,7 +151,7 @@ fn bad_input_changes_nothing() {
 
 #[test]
 fn injected_failures_leave_map_and_kernel_equal() {
-    let ops: Vec<(&str, Box<dyn Fn(&AddressSpace, u64) -> Result<(), Error>>)> = vec![
+    let ops: Vec<(&str, CallAt)> = vec![
         ("map_at", Box::new(|s, a| s.map_at(a + 20 * PS..a + 22 * PS, rw().with_inherit(Inherit::None)))),
         ("protect", Box::new(|s, a| s.protect(a + PS..a + 9 * PS, Prot::READ))),
         ("unmap", Box::new(|s, a| s.unmap(a + 2 * PS..a + 7 * PS))),
