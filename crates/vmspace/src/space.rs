@@ -453,10 +453,7 @@ impl Kernel<'_> {
                     None => Ok(()),
                 }
             }
-            Effect::Wire(r) => {
-                let on_fault = self.opts.wire_on_fault;
-                self.call("mlock", || os::lock(r.start, r.end - r.start, on_fault))
-            }
+            Effect::Wire(r) => self.each(map, r, |k, e, piece| k.lock(e, &piece)),
             Effect::Unwire(r) => self.call("munlock", || os::unlock(r.start, r.end - r.start)),
             Effect::Guard(r) => {
                 if self.prot_guards {
@@ -471,6 +468,14 @@ impl Kernel<'_> {
                 Err(Error::NotSupported("msync and submaps are not offered here"))
             }
         }
+    }
+
+    /// `mlock` a piece of an entry; inaccessible pages (`PROT_NONE`, guards) are locked on fault, since
+    /// Linux cannot populate them (plain `mlock` marks them locked and then fails with ENOMEM).
+    fn lock(&mut self, e: &Entry<Backing>, piece: &Range<u64>) -> Result<(), Error> {
+        let on_fault =
+            self.opts.wire_on_fault || self.kernel_prot(e).is_none() || e.flags().contains(EntryFlags::GUARD);
+        self.call("mlock", || os::lock(piece.start, piece.end - piece.start, on_fault))
     }
 
     /// Calls `f` for each entry overlapping `r`, with the overlapping piece.
@@ -536,7 +541,13 @@ impl Kernel<'_> {
                 self.unmap(&(at..piece.start))?;
             }
             at = piece.end;
+            if e.wired_count() > 0 {
+                self.lock(e, &piece)?;
+            } else {
+                self.call("munlock", || os::unlock(piece.start, piece.end - piece.start))?;
+            }
             if e.flags().contains(EntryFlags::SEALED) {
+                // The kernel refuses every other change to sealed memory, as the map does.
                 continue;
             }
             let prot = self.kernel_prot(e);
@@ -554,12 +565,6 @@ impl Kernel<'_> {
                 os::Advice::DoDump
             };
             self.advise(&piece, dump)?;
-            if e.wired_count() > 0 {
-                let on_fault = self.opts.wire_on_fault;
-                self.call("mlock", || os::lock(piece.start, piece.end - piece.start, on_fault))?;
-            } else {
-                self.call("munlock", || os::unlock(piece.start, piece.end - piece.start))?;
-            }
             if !self.prot_guards {
                 let guard = if e.flags().contains(EntryFlags::GUARD) {
                     os::Advice::GuardInstall

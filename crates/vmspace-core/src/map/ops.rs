@@ -253,14 +253,15 @@ impl<O: MapObject> VmMap<O> {
     /// The whole range must be mapped (`InvalidAddress`). Advice that changes entries (behaviour,
     /// NOSYNC, NOCOREDUMP) clips and merges, skipping submaps; advice on memory (WillNeed, DontNeed, Free)
     /// leaves the map as it is and only yields an effect. Destructive advice on sealed memory → `Sealed`;
-    /// DontNeed on wired memory and Free on memory that is not anonymous → `InvalidArgument`.
+    /// DontNeed or Free on wired memory, and Free on memory that is not anonymous → `InvalidArgument`
+    /// (Linux's EINVAL).
     pub fn madvise(&mut self, range: Range<u64>, advice: Advice) -> Result<(), VmError> {
         self.begin();
         let check = |e: &Entry<O>| {
             if advice.is_destructive() && e.value.flags.contains(EntryFlags::SEALED) {
                 return Err(VmError::Sealed);
             }
-            if advice == Advice::DontNeed && e.value.wired_count > 0 {
+            if matches!(advice, Advice::DontNeed | Advice::Free) && e.value.wired_count > 0 {
                 return Err(VmError::InvalidArgument);
             }
             if advice == Advice::Free && !e.value.object.is_anonymous() {
@@ -460,13 +461,21 @@ impl<O: MapObject> VmMap<O> {
     }
 
     /// Turns every page of `range` into a guard region (Linux `MADV_GUARD_INSTALL`): any access is a
-    /// guard hit. The whole range must be mapped; sealed → `Sealed`; submap → `InvalidArgument`.
+    /// guard hit, and the contents are dropped. The whole range must be mapped; sealed → `Sealed`;
+    /// submap or wired memory → `InvalidArgument` (Linux refuses guards on locked memory).
     pub fn guard(&mut self, range: Range<u64>) -> Result<(), VmError> {
-        self.change(&range, Self::modifiable, |a| {
-            let changed = !a.flags.contains(EntryFlags::GUARD);
-            a.flags.set(EntryFlags::GUARD, true);
-            changed.then_some(Effect::Guard(0..0))
-        })
+        self.change(
+            &range,
+            |e| {
+                Self::modifiable(e)?;
+                if e.value.wired_count > 0 { Err(VmError::InvalidArgument) } else { Ok(()) }
+            },
+            |a| {
+                let changed = !a.flags.contains(EntryFlags::GUARD);
+                a.flags.set(EntryFlags::GUARD, true);
+                changed.then_some(Effect::Guard(0..0))
+            },
+        )
     }
 
     /// Removes guard regions from `range` (Linux `MADV_GUARD_REMOVE`). The whole range must be mapped.

@@ -144,7 +144,7 @@ pub enum Advice {
     /// `MADV_DONTNEED`: drop the pages; private memory reads back as zeros. Memory only. Refused on wired
     /// memory (`InvalidArgument`), as Linux refuses it on locked memory.
     DontNeed,
-    /// `MADV_FREE`: the pages may be dropped lazily. Memory only; anonymous memory only
+    /// `MADV_FREE`: the pages may be dropped lazily. Memory only; anonymous, unwired memory only
     /// (`InvalidArgument` otherwise), as on Linux.
     Free,
 }

@@ -238,7 +238,7 @@ impl Model {
             |p| {
                 if adv.is_destructive() && p.sealed {
                     Err(VmError::Sealed)
-                } else if adv == Advice::DontNeed && p.wired() {
+                } else if matches!(adv, Advice::DontNeed | Advice::Free) && p.wired() {
                     Err(VmError::InvalidArgument)
                 } else {
                     Ok(())
@@ -277,7 +277,19 @@ impl Model {
     }
 
     pub fn guard(&mut self, r: Range<u64>) -> Result<(), VmError> {
-        self.change(&r, |p| if p.sealed { Err(VmError::Sealed) } else { Ok(()) }, |p| p.guard = true)
+        self.change(
+            &r,
+            |p| {
+                if p.sealed {
+                    Err(VmError::Sealed)
+                } else if p.wired() {
+                    Err(VmError::InvalidArgument)
+                } else {
+                    Ok(())
+                }
+            },
+            |p| p.guard = true,
+        )
     }
 
     pub fn seal(&mut self, r: Range<u64>) -> Result<(), VmError> {

@@ -1,0 +1,185 @@
+//! Differential test against the kernel: random operation sequences on a real reservation; after every
+//! step `/proc/self/smaps` agrees with the map page by page (protection, shared/private, lo, dc, wf,
+//! dd, sr, rr, sl), and every page whose contents the semantics keep still holds what was written.
+//! `VMSPACE_DIFF_STEPS` sets the total number of steps (10,000 by default).
+
+use std::cell::Cell;
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use vmspace::{AddressSpace, Advice, Backing, EntryFlags, Inherit, MapSpec, Options, Prot};
+
+const PS: u64 = 4096;
+const PAGES: u64 = 48;
+const STEPS_PER_CASE: usize = 40;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Map(u64, bool),
+    MapAt(u64, u64, bool),
+    Unmap(u64, u64),
+    Protect(u64, u64, Prot),
+    ProtectMax(u64, u64, Prot),
+    Inherit(u64, u64, Inherit),
+    Madvise(u64, u64, Advice),
+    Wire(u64, u64),
+    Unwire(u64, u64),
+    Guard(u64, u64),
+    Unguard(u64, u64),
+    Seal(u64, u64),
+}
+
+fn range() -> impl Strategy<Value = (u64, u64)> {
+    (0..PAGES, 1..10u64).prop_map(|(p, n)| (p, (p + n).min(PAGES)))
+}
+
+fn prot() -> impl Strategy<Value = Prot> {
+    prop::sample::select(vec![Prot::NONE, Prot::READ, Prot::RW, Prot::RW, Prot::RX])
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (1..6u64, prop::bool::weighted(0.2)).prop_map(|(n, s)| Op::Map(n, s)),
+        4 => (range(), prop::bool::weighted(0.2)).prop_map(|((a, b), s)| Op::MapAt(a, b, s)),
+        3 => range().prop_map(|(a, b)| Op::Unmap(a, b)),
+        4 => (range(), prot()).prop_map(|((a, b), p)| Op::Protect(a, b, p)),
+        1 => (range(), prot()).prop_map(|((a, b), p)| Op::ProtectMax(a, b, p)),
+        2 => (range(), prop::sample::select(vec![Inherit::Copy, Inherit::None, Inherit::Zero, Inherit::Share]))
+            .prop_map(|((a, b), i)| Op::Inherit(a, b, i)),
+        3 => (range(), prop::sample::select(vec![
+            Advice::Normal, Advice::Sequential, Advice::Random, Advice::NoCore, Advice::Core,
+            Advice::WillNeed, Advice::DontNeed, Advice::Free, Advice::NoSync,
+        ])).prop_map(|((a, b), v)| Op::Madvise(a, b, v)),
+        2 => range().prop_map(|(a, b)| Op::Wire(a, b)),
+        2 => range().prop_map(|(a, b)| Op::Unwire(a, b)),
+        1 => range().prop_map(|(a, b)| Op::Guard(a, b)),
+        1 => range().prop_map(|(a, b)| Op::Unguard(a, b)),
+        1 => (0..PAGES).prop_map(|p| Op::Seal(p, p + 1)),
+    ]
+}
+
+fn spec(shared: bool, len: u64) -> MapSpec<Backing> {
+    let s = MapSpec::new(Prot::RW, Prot::ALL);
+    if shared { s.with_object(Backing::shared_anonymous(len).unwrap(), 0) } else { s }
+}
+
+/// Page contents we know: page address → the value at its start.
+struct Contents(HashMap<u64, u64>);
+
+impl Contents {
+    fn readable(s: &AddressSpace, page: u64) -> bool {
+        s.lookup_entry(page)
+            .is_some_and(|e| e.prot().contains(Prot::READ) && !e.flags().contains(EntryFlags::GUARD))
+    }
+
+    /// Every known page that is readable must hold its value; then every writable page gets a new one.
+    fn check_and_write(&mut self, s: &AddressSpace, step: usize, tag: u64) {
+        let base = s.range().start;
+        for p in 0..PAGES {
+            let page = base + p * PS;
+            if !Self::readable(s, page) {
+                continue;
+            }
+            // SAFETY: the page is mapped readable in a space this test owns.
+            let got = unsafe { std::ptr::read_volatile(page as *const u64) };
+            if let Some(&want) = self.0.get(&page) {
+                assert_eq!(got, want, "step {step}: page {p} lost its contents\n{s}");
+            }
+            let e = s.lookup_entry(page).unwrap();
+            if e.prot().contains(Prot::WRITE) {
+                let v = tag.wrapping_mul(1000).wrapping_add(p + 1);
+                // SAFETY: the page is mapped writable in a space this test owns.
+                unsafe { std::ptr::write_volatile(page as *mut u64, v) };
+                // Shared pages may alias another page of the same memfd mapped elsewhere.
+                if e.object().is_shared() {
+                    self.0.retain(|_, _| false);
+                } else {
+                    self.0.insert(page, v);
+                }
+            }
+        }
+    }
+
+    /// Forgets what an operation may legitimately have changed.
+    fn forget(&mut self, s: &AddressSpace, r: std::ops::Range<u64>, zero: bool) {
+        let base = s.range().start;
+        for p in r {
+            let page = base + p * PS;
+            if zero
+                && Self::readable(s, page)
+                && s.lookup_entry(page).is_some_and(|e| !e.object().is_shared())
+            {
+                self.0.insert(page, 0);
+            } else {
+                self.0.remove(&page);
+            }
+        }
+    }
+}
+
+fn run(s: &AddressSpace, ops: &[Op], tag: &mut u64) {
+    let base = s.range().start;
+    let r = |a: u64, b: u64| base + a * PS..base + b * PS;
+    let mut contents = Contents(HashMap::new());
+    for (step, op) in ops.iter().enumerate() {
+        let before = s.regions();
+        let result = match op {
+            Op::Map(n, sh) => s.map(n * PS, spec(*sh, n * PS)).map(|a| {
+                contents.forget(s, (a - base) / PS..(a - base) / PS + n, true);
+            }),
+            Op::MapAt(a, b, sh) => {
+                s.map_at(r(*a, *b), spec(*sh, (b - a) * PS)).map(|_| contents.forget(s, *a..*b, true))
+            }
+            Op::Unmap(a, b) => s.unmap(r(*a, *b)).map(|_| contents.forget(s, *a..*b, false)),
+            Op::Protect(a, b, p) => s.protect(r(*a, *b), *p),
+            Op::ProtectMax(a, b, p) => s.protect_max(r(*a, *b), *p),
+            Op::Inherit(a, b, i) => s.inherit(r(*a, *b), *i),
+            Op::Madvise(a, b, v) => s.madvise(r(*a, *b), *v).map(|_| match v {
+                Advice::DontNeed => contents.forget(s, *a..*b, true),
+                Advice::Free => contents.forget(s, *a..*b, false),
+                _ => {}
+            }),
+            Op::Wire(a, b) => s.wire(r(*a, *b)),
+            Op::Unwire(a, b) => s.unwire(r(*a, *b)),
+            Op::Guard(a, b) => s.guard(r(*a, *b)).map(|_| contents.forget(s, *a..*b, false)),
+            Op::Unguard(a, b) => s.unguard(r(*a, *b)),
+            Op::Seal(a, b) => s.seal(r(*a, *b)),
+        };
+        if result.is_err() {
+            assert_eq!(s.regions(), before, "step {step}: {op:?} failed ({result:?}) but changed the map");
+        }
+        let d = s.kernel_differences().unwrap();
+        assert!(
+            d.is_empty(),
+            "step {step}: {op:?} → {result:?}: map and kernel disagree:\n{}\n{s}",
+            d.join("\n")
+        );
+        s.with_map(|m| m.check_invariants()).unwrap();
+        *tag += 1;
+        contents.check_and_write(s, step, *tag);
+    }
+}
+
+#[test]
+fn kernel_agrees_with_the_map_after_every_step() {
+    let steps: usize =
+        std::env::var("VMSPACE_DIFF_STEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let cases = steps.div_ceil(STEPS_PER_CASE) as u32;
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let tag = Cell::new(0u64);
+    let n = Cell::new(0u32);
+    runner
+        .run(&prop::collection::vec(op(), STEPS_PER_CASE), |ops| {
+            // Alternate the guard mode so both the markers and the PROT_NONE fallback are exercised.
+            n.set(n.get() + 1);
+            let opts = Options { guard_fallback: n.get() % 2 == 0, ..Options::default() };
+            let s = AddressSpace::reserve_with(PAGES * PS, opts).unwrap();
+            let mut t = tag.get();
+            run(&s, &ops, &mut t);
+            tag.set(t);
+            Ok(())
+        })
+        .unwrap();
+    assert!(tag.get() >= steps as u64, "ran {} steps", tag.get());
+}
