@@ -168,7 +168,7 @@ impl AddressSpace {
             return Err(Error::NotSupported("MADV_WIPEONFORK needs Linux 4.14"));
         }
         let mut g = self.write();
-        for e in g.map.entries().filter(|e| e.start < range.end && e.end > range.start) {
+        for e in g.map.overlapping(range.clone()) {
             match (inherit, e.object().is_shared()) {
                 (Inherit::Share, false) => {
                     return Err(Error::NotSupported("Linux cannot share private memory with a child"));
@@ -485,7 +485,7 @@ impl Kernel<'_> {
         r: &Range<u64>,
         mut f: impl FnMut(&mut Self, &Entry<Backing>, Range<u64>) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        for e in map.entries().filter(|e| e.start < r.end && e.end > r.start) {
+        for e in map.overlapping(r.clone()) {
             f(self, e, e.start.max(r.start)..e.end.min(r.end))?;
         }
         Ok(())
@@ -533,8 +533,7 @@ impl Kernel<'_> {
     /// reservation; entries get their protection, fork, dump and behaviour advice, and lock state.
     fn resync(&mut self, map: &VmMap<Backing>, r: &Range<u64>) -> Result<(), Error> {
         let mut at = r.start;
-        let entries: Vec<Entry<Backing>> =
-            map.entries().filter(|e| e.start < r.end && e.end > r.start).cloned().collect();
+        let entries: Vec<Entry<Backing>> = map.overlapping(r.clone()).cloned().collect();
         for e in &entries {
             let piece = e.start.max(r.start)..e.end.min(r.end);
             if piece.start > at {

@@ -182,6 +182,11 @@ impl<O: MapObject> VmMap<O> {
         self.store.iter()
     }
 
+    /// The entries overlapping `range`, in address order (O(log n + k)).
+    pub fn overlapping(&self, range: Range<u64>) -> impl Iterator<Item = &Entry<O>> + '_ {
+        self.store.overlapping(range.start, range.end)
+    }
+
     /// The free gaps of the map in address order, each shortened by the stack reservation above it.
     pub fn holes(&self) -> impl Iterator<Item = Range<u64>> + '_ {
         self.store.gaps().map(|(s, e)| s..e)
