@@ -365,13 +365,16 @@ impl<O: MapObject> VmMap<O> {
     /// Changes the attributes of the entry at `start` in place.
     fn update(&mut self, start: u64, f: impl FnOnce(&mut Attrs<O>)) {
         let old = self.store.get(start).expect("update: the caller found this entry").clone();
-        self.count_out(&old);
+        let (len, was_wired) = (old.len(), old.value.wired_count > 0);
         self.journal.push(Undo::Removed(old));
         self.journal.push(Undo::Inserted(start));
         let v = self.store.value_mut(start).expect("update: entry present");
         f(v);
-        let now = self.store.get(start).expect("update: entry present").clone();
-        self.count_in(&now);
+        match (was_wired, v.wired_count > 0) {
+            (false, true) => self.wired += len,
+            (true, false) => self.wired -= len,
+            _ => {}
+        }
     }
 
     /// Moves the bounds (and reservation) of the entry at `start`, adjusting its offset by how far the
@@ -408,11 +411,17 @@ impl<O: MapObject> VmMap<O> {
         self.put(upper);
     }
 
-    /// Clips at both ends of `r` and returns the starts of the entries inside `r`.
-    fn clip_range(&mut self, r: &Range<u64>) -> Vec<u64> {
+    /// Clips at both ends of `r`, so that every entry overlapping `r` lies inside it; returns the start
+    /// of the first one (walk on with [`VmMap::next_inside`]).
+    fn clip_range(&mut self, r: &Range<u64>) -> Option<u64> {
         self.clip(r.start);
         self.clip(r.end);
-        self.store.overlapping(r.start, r.end).map(|e| e.start).collect()
+        self.store.ceil(r.start).filter(|e| e.start < r.end).map(|e| e.start)
+    }
+
+    /// The start of the entry after the one at `start`, if it begins before `end`.
+    fn next_inside(&self, start: u64, end: u64) -> Option<u64> {
+        self.store.next(start).filter(|e| e.start < end).map(|e| e.start)
     }
 
     /// Merges every mergeable pair of adjacent entries touching `[r.start, r.end]`

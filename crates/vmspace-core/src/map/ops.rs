@@ -163,7 +163,9 @@ impl<O: MapObject> VmMap<O> {
         }
         self.reserve(2)?;
         self.begin();
-        for start in self.clip_range(&range) {
+        let mut cur = self.clip_range(&range);
+        while let Some(start) = cur {
+            cur = self.next_inside(start, range.end);
             let e = self.take(start);
             self.effect(Effect::Unmap(e.range()));
         }
@@ -527,9 +529,10 @@ impl<O: MapObject> VmMap<O> {
         }
         self.reserve(2)?;
         self.begin();
-        let starts = self.clip_range(&range);
-        for s in starts {
+        let mut cur = self.clip_range(&range);
+        while let Some(s) = cur {
             self.update(s, |a| a.kind = MapKind::Submap(submap));
+            cur = self.next_inside(s, range.end);
         }
         self.effect(Effect::Submap(range, submap));
         self.commit();
@@ -552,13 +555,15 @@ impl<O: MapObject> VmMap<O> {
         self.check_mapped(range, check)?;
         self.reserve(2)?;
         self.begin();
-        for s in self.clip_range(range) {
+        let mut cur = self.clip_range(range);
+        while let Some(s) = cur {
             let end = self.store.get(s).map_or(s, |e| e.end);
             let mut fx = None;
             self.update(s, |a| fx = apply(a));
             if let Some(fx) = fx {
                 self.effect(with_range(fx, s..end));
             }
+            cur = self.next_inside(s, range.end);
         }
         self.simplify(range);
         self.commit();
