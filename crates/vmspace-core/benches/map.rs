@@ -1,0 +1,291 @@
+//! The map against a straightforward `BTreeMap<u64, (end, prot)>` range map and the `rangemap` crate,
+//! built in the same run at 1e3, 1e5 and 1e6 entries: random lookup, sequential lookup, insert + remove
+//! of a disjoint range, protect split + merge of a middle page, aligned find_space in a fragmented map
+//! (the peers scan their gaps linearly), and bytes per entry (counted by the allocator).
+//! `cargo bench -p vmspace-core --bench map`; `VMSPACE_BENCH_SIZES=1000,100000` picks the sizes.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use rangemap::RangeMap;
+use vmspace_core::{MapSpec, Prot, VmMap};
+
+/// Counts live heap bytes, to measure memory per entry.
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator and only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        // SAFETY: `p` came from `alloc` with `l`.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new, Ordering::Relaxed);
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        // SAFETY: as the caller's.
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+const PS: u64 = 4096;
+/// Each entry is 4 pages followed by a 1-page hole every 8th entry: fragmented, with merges prevented
+/// by alternating protections.
+const ENTRY: u64 = 4 * PS;
+
+fn addr_of(i: u64) -> u64 {
+    0x1000_0000 + i * ENTRY + (i / 8) * PS
+}
+
+fn prot_of(i: u64) -> Prot {
+    if i % 2 == 0 { Prot::RW } else { Prot::READ }
+}
+
+fn build_vm(n: u64) -> VmMap {
+    let mut m: VmMap = VmMap::new(0x1000_0000, 0x1000_0000 + (n + 64) * 2 * ENTRY).unwrap();
+    for i in 0..n {
+        let a = addr_of(i);
+        m.insert(a..a + ENTRY, MapSpec::new(prot_of(i), Prot::ALL)).unwrap();
+    }
+    m
+}
+
+fn build_btree(n: u64) -> BTreeMap<u64, (u64, u8)> {
+    (0..n).map(|i| (addr_of(i), (addr_of(i) + ENTRY, prot_of(i).bits()))).collect()
+}
+
+fn build_rangemap(n: u64) -> RangeMap<u64, u8> {
+    let mut m = RangeMap::new();
+    for i in 0..n {
+        m.insert(addr_of(i)..addr_of(i) + ENTRY, prot_of(i).bits());
+    }
+    m
+}
+
+/// The straightforward range map's lookup.
+fn bt_lookup(m: &BTreeMap<u64, (u64, u8)>, a: u64) -> Option<u8> {
+    m.range(..=a).next_back().filter(|(_, (e, _))| a < *e).map(|(_, (_, p))| *p)
+}
+
+/// The straightforward range map's protect: split the entry around the range, set, merge equal
+/// neighbours.
+fn bt_protect(m: &mut BTreeMap<u64, (u64, u8)>, s: u64, e: u64, p: u8) {
+    let (&start, &(end, old)) = m.range(..=s).next_back().unwrap();
+    m.remove(&start);
+    if start < s {
+        m.insert(start, (s, old));
+    }
+    m.insert(s, (e, p));
+    if e < end {
+        m.insert(e, (end, old));
+    }
+    // Merge with the previous and next when they touch and match.
+    let mut cur = s;
+    if let Some((&ps, &(pe, pp))) = m.range(..s).next_back()
+        && pe == s
+        && pp == p
+    {
+        m.remove(&s);
+        m.insert(ps, (e, p));
+        cur = ps;
+    }
+    let (ce, cp) = m[&cur];
+    if let Some(&(ne, np)) = m.get(&ce)
+        && np == cp
+    {
+        m.remove(&ce);
+        m.insert(cur, (ne, cp));
+    }
+}
+
+/// A linear scan over the range map's gaps for an aligned fit: what the peers offer for find_space.
+fn gaps_scan<'a>(
+    mut ranges: impl Iterator<Item = (u64, u64)> + 'a,
+    min: u64,
+    max: u64,
+    len: u64,
+    align: u64,
+) -> Option<u64> {
+    let mut prev = min;
+    loop {
+        let (s, e) = ranges.next().unwrap_or((max, max));
+        let a = prev.div_ceil(align) * align;
+        if a + len <= s {
+            return Some(a);
+        }
+        if s == max {
+            return None;
+        }
+        prev = e;
+    }
+}
+
+fn rng(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+fn sizes() -> Vec<u64> {
+    std::env::var("VMSPACE_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1_000, 100_000, 1_000_000])
+}
+
+fn bench(c: &mut Criterion) {
+    for n in sizes() {
+        let before = LIVE.load(Ordering::Relaxed);
+        let mut vm = build_vm(n);
+        let vm_bytes = LIVE.load(Ordering::Relaxed) - before;
+        let before = LIVE.load(Ordering::Relaxed);
+        let mut bt = build_btree(n);
+        let bt_bytes = LIVE.load(Ordering::Relaxed) - before;
+        let before = LIVE.load(Ordering::Relaxed);
+        let mut rm = build_rangemap(n);
+        let rm_bytes = LIVE.load(Ordering::Relaxed) - before;
+        println!(
+            "memory at {n} entries: vmspace {:.1} B/entry, BTreeMap {:.1} B/entry, rangemap {:.1} B/entry",
+            vm_bytes as f64 / n as f64,
+            bt_bytes as f64 / n as f64,
+            rm_bytes as f64 / n as f64
+        );
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let probes: Vec<u64> = (0..4096).map(|_| addr_of(rng(&mut seed) % n) + PS).collect();
+
+        let mut g = c.benchmark_group(format!("lookup random/{n}"));
+        let mut i = 0;
+        g.bench_function("vmspace", |b| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(vm.lookup_entry(probes[i]).map(|e| e.prot()))
+            })
+        });
+        g.bench_function("btreemap", |b| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(bt_lookup(&bt, probes[i]))
+            })
+        });
+        g.bench_function("rangemap", |b| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(rm.get(&probes[i]).copied())
+            })
+        });
+        g.finish();
+
+        let mut g = c.benchmark_group(format!("lookup sequential/{n}"));
+        let mut a = addr_of(0);
+        let end = addr_of(n - 1);
+        g.bench_function("vmspace", |b| {
+            b.iter(|| {
+                a = if a + PS >= end { addr_of(0) } else { a + PS };
+                black_box(vm.lookup_entry(a).map(|e| e.prot()))
+            })
+        });
+        g.bench_function("btreemap", |b| {
+            b.iter(|| {
+                a = if a + PS >= end { addr_of(0) } else { a + PS };
+                black_box(bt_lookup(&bt, a))
+            })
+        });
+        g.finish();
+
+        let mid = (n / 2) & !1;
+        let p = addr_of(mid) + PS;
+        let mut g = c.benchmark_group(format!("protect split+merge/{n}"));
+        g.bench_function("vmspace", |b| {
+            b.iter(|| {
+                vm.protect(black_box(p..p + PS), Prot::READ).unwrap();
+                vm.protect(p..p + PS, Prot::RW).unwrap();
+            })
+        });
+        g.bench_function("btreemap", |b| {
+            b.iter(|| {
+                bt_protect(&mut bt, black_box(p), p + PS, Prot::READ.bits());
+                bt_protect(&mut bt, p, p + PS, Prot::RW.bits());
+            })
+        });
+        g.bench_function("rangemap", |b| {
+            b.iter(|| {
+                rm.insert(black_box(p..p + PS), Prot::READ.bits());
+                rm.insert(p..p + PS, Prot::RW.bits());
+            })
+        });
+        g.finish();
+
+        // A disjoint range above every entry.
+        let free = addr_of(n) + 16 * PS;
+        let mut g = c.benchmark_group(format!("insert+remove/{n}"));
+        g.bench_function("vmspace", |b| {
+            b.iter(|| {
+                vm.insert(black_box(free..free + PS), MapSpec::new(Prot::RW, Prot::ALL)).unwrap();
+                vm.remove(free..free + PS).unwrap();
+            })
+        });
+        g.bench_function("btreemap", |b| {
+            b.iter(|| {
+                bt.insert(black_box(free), (free + PS, 3));
+                bt.remove(&free);
+            })
+        });
+        g.bench_function("rangemap", |b| {
+            b.iter(|| {
+                rm.insert(black_box(free..free + PS), 3);
+                rm.remove(free..free + PS);
+            })
+        });
+        g.finish();
+
+        // Aligned find_space: the only 64 KiB-aligned 64 KiB hole is near the top.
+        let (min, max) = (vm.min(), vm.max());
+        let mut g = c.benchmark_group(format!("find_space 64K aligned/{n}"));
+        g.bench_function("vmspace", |b| {
+            b.iter(|| black_box(vm.find_space(black_box(16 * PS), 16 * PS).unwrap()))
+        });
+        g.bench_function("btreemap", |b| {
+            b.iter(|| {
+                black_box(gaps_scan(
+                    bt.iter().map(|(s, (e, _))| (*s, *e)),
+                    min,
+                    max,
+                    black_box(16 * PS),
+                    16 * PS,
+                ))
+            })
+        });
+        g.bench_function("rangemap", |b| {
+            b.iter(|| {
+                black_box(gaps_scan(
+                    rm.iter().map(|(r, _)| (r.start, r.end)),
+                    min,
+                    max,
+                    black_box(16 * PS),
+                    16 * PS,
+                ))
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).warm_up_time(std::time::Duration::from_millis(300)).measurement_time(std::time::Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);
