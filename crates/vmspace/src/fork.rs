@@ -24,8 +24,13 @@ pub enum Forked {
 /// taken across the fork and released in both processes).
 pub unsafe fn fork() -> io::Result<Forked> {
     let spaces = registered();
-    let mut guards: Vec<_> =
-        spaces.iter().map(|s| s.inner.write().unwrap_or_else(|e| e.into_inner())).collect();
+    let tid = crate::thread_id();
+    let mut guards = Vec::with_capacity(spaces.len());
+    for s in &spaces {
+        guards.push(
+            s.maps.try_write(tid).map_err(|_| io::Error::other("fork from inside an AddressSpace change"))?,
+        );
+    }
     // SAFETY: the caller accepts fork's rules (above); the locks held here are released on both sides.
     let pid = unsafe { libc::fork() };
     if pid < 0 {

@@ -7,6 +7,8 @@ pub mod backing;
 pub mod error;
 pub mod fork;
 pub mod os;
+mod primitive;
+pub mod publish;
 pub mod smaps;
 pub mod space;
 
@@ -14,4 +16,10 @@ pub use backing::Backing;
 pub use error::Error;
 pub use space::{AddressSpace, Options, Stats};
 pub use vmspace_core::*;
+
+/// The calling thread's id (`gettid`), for the write lock's owner.
+pub(crate) fn thread_id() -> u64 {
+    rustix::thread::gettid().as_raw_nonzero().get() as u64
+}
 pub mod procmaps;
+pub mod scratch;

@@ -11,14 +11,17 @@
 //! Calls that destroy contents (`unmap`, `madvise` with DontNeed or Free, `guard`, mapping with
 //! `map_at`) deal in addresses only: the caller must hold no reference into the range it destroys.
 
+use std::cell::Cell;
 use std::ops::Range;
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use vmspace_core::{Advice, Effect, Entry, EntryFlags, FindSpec, Inherit, MapSpec, Prot, VmError, VmMap};
 
 use crate::backing::Backing;
 use crate::error::Error;
 use crate::os::{self, Fixed};
+use crate::publish::{LeftRight, WriteGuard};
 
 /// How an `AddressSpace` uses kernel features; the defaults use everything the kernel has.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,16 +57,16 @@ pub struct Stats {
     pub swap: u64,
 }
 
-pub(crate) struct Inner {
-    pub(crate) map: VmMap<Backing>,
-    /// Test hook: the number of system calls to allow before one fails with `ENOMEM`.
-    fail_after: Option<usize>,
-}
+/// `fail_after` value meaning "no failure injected".
+const NO_FAILURE: u64 = u64::MAX;
 
 pub(crate) struct Shared {
     /// The whole reservation, with one guard page below and above the map's range.
     outer: Range<u64>,
-    pub(crate) inner: RwLock<Inner>,
+    /// The map, published left-right: lookups never wait for a change (see `publish.rs`).
+    pub(crate) maps: LeftRight<VmMap<Backing>>,
+    /// Test hook: the number of system calls to allow before one fails with `ENOMEM`.
+    fail_after: AtomicU64,
     opts: Options,
 }
 
@@ -72,8 +75,9 @@ pub(crate) static REGISTRY: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 
 /// A range of this process's address space managed through a [`VmMap`] (the seed's `struct vmspace`).
 ///
-/// `Send + Sync`: calls from many threads serialise on the map lock (the seed's `vm_map_lock`);
-/// snapshots (`lookup_entry`, `regions`) take it shared. Dropping the space returns the whole range to
+/// `Send + Sync`: changes from many threads serialise on the write lock (the seed's `vm_map_lock`);
+/// lookups (`lookup_entry`, `regions`, the fault handler) never wait: the map is published left-right,
+/// so a reader sees either the map before a change or after it, never half of it. Dropping the space returns the whole range to
 /// the kernel, except sealed pages, which by definition can never be unmapped.
 pub struct AddressSpace {
     shared: Arc<Shared>,
@@ -95,7 +99,8 @@ impl AddressSpace {
         let map = VmMap::with_page_size(base + ps, base + ps + len, ps)?;
         let shared = Arc::new(Shared {
             outer: base..base + total,
-            inner: RwLock::new(Inner { map, fail_after: None }),
+            maps: LeftRight::new(map),
+            fail_after: AtomicU64::new(NO_FAILURE),
             opts,
         });
         let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
@@ -106,8 +111,7 @@ impl AddressSpace {
 
     /// The managed range `[start, end)`.
     pub fn range(&self) -> Range<u64> {
-        let m = self.read();
-        m.map.min()..m.map.max()
+        self.read(|m| m.min()..m.max())
     }
 
     /// The options this space was reserved with.
@@ -115,12 +119,16 @@ impl AddressSpace {
         self.shared.opts
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, Inner> {
-        self.shared.inner.read().unwrap_or_else(|e| e.into_inner())
+    fn read<R>(&self, f: impl FnOnce(&VmMap<Backing>) -> R) -> R {
+        self.shared.maps.read(f)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
-        self.shared.inner.write().unwrap_or_else(|e| e.into_inner())
+    fn writer(&self) -> Result<WriteGuard<'_, VmMap<Backing>>, Error> {
+        self.shared.maps.try_write(crate::thread_id()).map_err(|_| {
+            Error::NotSupported(
+                "a change from inside a change (a fault taken while this thread changes the map)",
+            )
+        })
     }
 
     /// Maps `len` bytes anywhere inside the space (first fit) and returns the address (`vm_map_find`).
@@ -131,33 +139,34 @@ impl AddressSpace {
     /// [`AddressSpace::map`] with alignment, hint, bounds and direction.
     pub fn map_with(&self, find: &FindSpec, spec: MapSpec<Backing>) -> Result<u64, Error> {
         let spec = linux_spec(spec)?;
-        let mut g = self.write();
-        let at = g.map.find_space_with(find)?;
-        self.apply(&mut g, |m| m.insert(at..at + find.len, spec))?;
-        Ok(at)
+        self.apply(|m| {
+            let at = m.find_space_with(find)?;
+            m.insert(at..at + find.len, spec.clone())?;
+            Ok(at)
+        })
     }
 
     /// Maps `range` exactly (`vm_map_insert`); fails with `NoSpace` if any page is mapped (it never
     /// silently replaces memory).
     pub fn map_at(&self, range: Range<u64>, spec: MapSpec<Backing>) -> Result<(), Error> {
         let spec = linux_spec(spec)?;
-        self.apply(&mut self.write(), |m| m.insert(range, spec))
+        self.apply(|m| m.insert(range.clone(), spec.clone()))
     }
 
     /// Unmaps `range` (`vm_map_remove`); holes are fine. The pages go back to being reservation.
     /// The caller must hold no reference into the range.
     pub fn unmap(&self, range: Range<u64>) -> Result<(), Error> {
-        self.apply(&mut self.write(), |m| m.remove(range))
+        self.apply(|m| m.remove(range.clone()))
     }
 
     /// Sets the protection of `range` (`vm_map_protect`), within each page's max protection.
     pub fn protect(&self, range: Range<u64>, prot: Prot) -> Result<(), Error> {
-        self.apply(&mut self.write(), |m| m.protect(range, prot))
+        self.apply(|m| m.protect(range.clone(), prot))
     }
 
     /// Lowers the max protection of `range` (`vm_map_protect` with `set_max`).
     pub fn protect_max(&self, range: Range<u64>, max: Prot) -> Result<(), Error> {
-        self.apply(&mut self.write(), |m| m.protect_max(range, max))
+        self.apply(|m| m.protect_max(range.clone(), max))
     }
 
     /// Sets what a forked child gets of `range` (`vm_map_inherit`): none → `MADV_DONTFORK`, zero →
@@ -167,47 +176,46 @@ impl AddressSpace {
         if inherit == Inherit::Zero && !os::features().wipe_on_fork {
             return Err(Error::NotSupported("MADV_WIPEONFORK needs Linux 4.14"));
         }
-        let mut g = self.write();
-        for e in g.map.overlapping(range.clone()) {
-            match (inherit, e.object().is_shared()) {
-                (Inherit::Share, false) => {
-                    return Err(Error::NotSupported("Linux cannot share private memory with a child"));
-                }
-                (Inherit::Copy, true) => {
-                    return Err(Error::NotSupported("Linux cannot copy shared memory to a child"));
-                }
-                _ => {}
-            }
+        let mut w = self.writer()?;
+        let refused = w.read(|m| {
+            m.overlapping(range.clone()).find_map(|e| match (inherit, e.object().is_shared()) {
+                (Inherit::Share, false) => Some("Linux cannot share private memory with a child"),
+                (Inherit::Copy, true) => Some("Linux cannot copy shared memory to a child"),
+                _ => None,
+            })
+        });
+        if let Some(why) = refused {
+            return Err(Error::NotSupported(why));
         }
-        self.apply(&mut g, |m| m.inherit(range, inherit))
+        self.apply_locked(&mut w, |m| m.inherit(range.clone(), inherit))
     }
 
     /// Applies `advice` to `range` (`vm_map_madvise`). DontNeed and Free destroy contents: the caller
     /// must hold no reference into the range. NoSync and AutoSync have no Linux counterpart and only
     /// change the map.
     pub fn madvise(&self, range: Range<u64>, advice: Advice) -> Result<(), Error> {
-        self.apply(&mut self.write(), |m| m.madvise(range, advice))
+        self.apply(|m| m.madvise(range.clone(), advice))
     }
 
     /// User-wires `range` (`mlock`, or `mlock2(MLOCK_ONFAULT)` with `Options::wire_on_fault`).
     pub fn wire(&self, range: Range<u64>) -> Result<(), Error> {
-        self.apply(&mut self.write(), |m| m.wire(range))
+        self.apply(|m| m.wire(range.clone()))
     }
 
     /// Undoes the user wiring of `range` (`munlock`).
     pub fn unwire(&self, range: Range<u64>) -> Result<(), Error> {
-        self.apply(&mut self.write(), |m| m.unwire(range))
+        self.apply(|m| m.unwire(range.clone()))
     }
 
     /// Makes `range` a guard region: `MADV_GUARD_INSTALL` (no VMA, contents dropped), or `PROT_NONE`
     /// on kernels before 6.13 or with `Options::guard_fallback`.
     pub fn guard(&self, range: Range<u64>) -> Result<(), Error> {
-        self.apply(&mut self.write(), |m| m.guard(range))
+        self.apply(|m| m.guard(range.clone()))
     }
 
     /// Removes guard regions from `range` (`MADV_GUARD_REMOVE`, or the entry's protection back).
     pub fn unguard(&self, range: Range<u64>) -> Result<(), Error> {
-        self.apply(&mut self.write(), |m| m.unguard(range))
+        self.apply(|m| m.unguard(range.clone()))
     }
 
     /// Seals `range` (`mseal`): from now on neither the kernel nor the map will unmap, re-protect or
@@ -216,43 +224,40 @@ impl AddressSpace {
         if !os::features().mseal {
             return Err(Error::NotSupported("mseal needs Linux 6.10"));
         }
-        self.apply(&mut self.write(), |m| m.seal(range))
+        self.apply(|m| m.seal(range.clone()))
     }
 
     /// A copy of the entry containing `addr` (`vm_map_lookup_entry`).
     pub fn lookup_entry(&self, addr: u64) -> Option<Entry<Backing>> {
-        self.read().map.lookup_entry(addr).cloned()
+        self.read(|m| m.lookup_entry(addr).cloned())
     }
 
     /// A copy of every entry, in address order.
     pub fn regions(&self) -> Vec<Entry<Backing>> {
-        self.read().map.entries().cloned().collect()
+        self.read(|m| m.entries().cloned().collect())
     }
 
-    /// Runs `f` on the map under the shared lock (for printing, or checks that need a consistent view).
+    /// Runs `f` on the map as published now (for printing, or checks that need a consistent view).
+    /// Keep `f` short: a change waits for readers of the copy it is about to reuse.
     pub fn with_map<R>(&self, f: impl FnOnce(&VmMap<Backing>) -> R) -> R {
-        f(&self.read().map)
+        self.read(f)
     }
 
     /// Counters from the map, `mincore` and `/proc/self/smaps` restricted to the owned range.
     pub fn stats(&self) -> Result<Stats, Error> {
-        let g = self.read();
-        let mut s = Stats {
-            entries: g.map.len(),
-            mapped: g.map.size(),
-            wired: g.map.wired_size(),
-            ..Stats::default()
-        };
-        let ps = g.map.page_size();
-        for e in g.map.entries() {
-            s.resident += os::resident_pages(e.start, e.len())
+        // Copy what is needed out of the map first: system calls and file reads happen outside it.
+        let (mut s, ranges, owned, ps) = self.read(|m| {
+            let s = Stats { entries: m.len(), mapped: m.size(), wired: m.wired_size(), ..Stats::default() };
+            (s, m.entries().map(|e| e.start..e.end).collect::<Vec<_>>(), m.min()..m.max(), m.page_size())
+        });
+        for r in ranges {
+            s.resident += os::resident_pages(r.start, r.end - r.start)
                 .map_err(|source| Error::Os { call: "mincore", source })?
                 * ps;
         }
-        let owned = g.map.min()..g.map.max();
-        for vma in
-            crate::smaps::read_self().map_err(|source| Error::Os { call: "read /proc/self/smaps", source })?
-        {
+        let vmas = crate::smaps::read_self()
+            .map_err(|source| Error::Os { call: "read /proc/self/smaps", source })?;
+        for vma in vmas {
             if vma.range.start < owned.end && vma.range.end > owned.start {
                 s.rss += vma.rss;
                 s.pss += vma.pss;
@@ -267,21 +272,18 @@ impl AddressSpace {
     /// protection, shared or private, and the VmFlags `lo`, `dc`, `wf`, `dd`, `sr`, `rr`, `sl`. Returns
     /// every difference, one line each (empty when they agree).
     pub fn kernel_differences(&self) -> Result<Vec<String>, Error> {
-        let g = self.read();
+        // The write lock keeps the kernel still while smaps is read.
+        let w = self.writer()?;
         let vmas = crate::smaps::read_self()
             .map_err(|source| Error::Os { call: "read /proc/self/smaps", source })?;
-        Ok(crate::smaps::differences(
-            &g.map,
-            &vmas,
-            self.shared.opts.guard_fallback || !os::features().guard_install,
-        ))
+        Ok(w.read(|m| crate::smaps::differences(m, &vmas, self.prot_guards())))
     }
 
     /// Makes the next `n` system calls of this space succeed and the one after fail with `ENOMEM`: the
     /// failure-injection switch for tests. `None` turns it off.
     #[doc(hidden)]
     pub fn inject_failure_after(&self, n: Option<usize>) {
-        self.write().fail_after = n;
+        self.shared.fail_after.store(n.map_or(NO_FAILURE, |n| n as u64), Ordering::SeqCst);
     }
 
     /// The guard mode in force: `PROT_NONE` guards (fallback) or guard markers.
@@ -290,55 +292,71 @@ impl AddressSpace {
     }
 
     /// Runs a map operation and applies its effects to the kernel; on a failing system call, undoes
-    /// the map and puts the kernel back in line with it.
-    fn apply(
+    /// the map and puts the kernel back in line with it. The operation runs again on the second copy
+    /// of the map (it is deterministic), so it must be `Fn`.
+    fn apply<R>(&self, op: impl Fn(&mut VmMap<Backing>) -> Result<R, VmError>) -> Result<R, Error> {
+        let mut w = self.writer()?;
+        self.apply_locked(&mut w, op)
+    }
+
+    /// [`AddressSpace::apply`] with the write lock already held.
+    fn apply_locked<R>(
         &self,
-        g: &mut Inner,
-        op: impl FnOnce(&mut VmMap<Backing>) -> Result<(), VmError>,
-    ) -> Result<(), Error> {
-        op(&mut g.map)?;
-        let effects = g.map.take_effects();
-        let mut failed = None;
-        {
-            let mut k = Kernel {
-                fail_after: &mut g.fail_after,
-                opts: self.shared.opts,
-                prot_guards: self.prot_guards(),
-            };
-            for (i, fx) in effects.iter().enumerate() {
-                if let Err(err) = k.effect(&g.map, fx) {
-                    failed = Some((i, err));
-                    break;
+        w: &mut WriteGuard<'_, VmMap<Backing>>,
+        op: impl Fn(&mut VmMap<Backing>) -> Result<R, VmError>,
+    ) -> Result<R, Error> {
+        let recovered = Cell::new(false);
+        w.write(
+            |m| {
+                let ts = m.timestamp();
+                let r = match op(m) {
+                    Ok(r) => r,
+                    Err(e) => return (Err(Error::Vm(e)), false),
+                };
+                let effects = m.take_effects();
+                let mut k = Kernel {
+                    fail_after: &self.shared.fail_after,
+                    opts: self.shared.opts,
+                    prot_guards: self.prot_guards(),
+                };
+                for (i, fx) in effects.iter().enumerate() {
+                    if let Err(err) = k.effect(m, fx) {
+                        self.recover(m, &effects[..=i]);
+                        recovered.set(true);
+                        return (Err(err), true);
+                    }
                 }
-            }
-        }
-        match failed {
-            None => Ok(()),
-            Some((i, err)) => {
-                self.recover(g, &effects[..=i]);
-                Err(err)
-            }
-        }
+                (Ok(r), m.timestamp() != ts)
+            },
+            |other, done| {
+                if recovered.get() {
+                    *other = done.clone();
+                } else {
+                    let _ = op(other);
+                    other.take_effects();
+                }
+            },
+        )
     }
 
     /// After effects `done` (the last one failed, perhaps half-way): revert the map, keep what cannot
     /// be reverted (unmapped memory stays unmapped, so the map forgets it too), and re-apply the map's
     /// state to every touched range.
-    fn recover(&self, g: &mut Inner, done: &[Effect<Backing>]) {
-        g.map.undo();
-        let prot_guards = self.prot_guards();
-        let mut k = Kernel { fail_after: &mut None, opts: self.shared.opts, prot_guards };
+    fn recover(&self, m: &mut VmMap<Backing>, done: &[Effect<Backing>]) {
+        m.undo();
+        let off = AtomicU64::new(NO_FAILURE);
+        let mut k = Kernel { fail_after: &off, opts: self.shared.opts, prot_guards: self.prot_guards() };
         for fx in done {
             if let Effect::Unmap(r) = fx {
                 // The kernel may have dropped this memory: make the map say so, and make sure it did.
-                let _ = g.map.remove(r.clone());
-                g.map.take_effects();
+                let _ = m.remove(r.clone());
+                m.take_effects();
                 let _ = k.unmap(r);
             }
         }
         for fx in done {
             if let Some(r) = effect_range(fx) {
-                let _ = k.resync(&g.map, &r);
+                let _ = k.resync(m, &r);
             }
         }
     }
@@ -382,19 +400,20 @@ fn effect_range<O>(fx: &Effect<O>) -> Option<Range<u64>> {
 
 /// The kernel side of one space: turns effects into system calls, counting them for failure injection.
 struct Kernel<'a> {
-    fail_after: &'a mut Option<usize>,
+    fail_after: &'a AtomicU64,
     opts: Options,
     prot_guards: bool,
 }
 
 impl Kernel<'_> {
     fn call<T>(&mut self, call: &'static str, f: impl FnOnce() -> std::io::Result<T>) -> Result<T, Error> {
-        if let Some(n) = self.fail_after {
-            if *n == 0 {
-                *self.fail_after = None;
+        match self.fail_after.load(Ordering::Relaxed) {
+            NO_FAILURE => {}
+            0 => {
+                self.fail_after.store(NO_FAILURE, Ordering::Relaxed);
                 return Err(Error::Os { call, source: std::io::Error::from_raw_os_error(libc::ENOMEM) });
             }
-            *n -= 1;
+            n => self.fail_after.store(n - 1, Ordering::Relaxed),
         }
         f().map_err(|source| Error::Os { call, source })
     }
@@ -583,13 +602,15 @@ impl Kernel<'_> {
 impl Drop for AddressSpace {
     /// Returns the whole reservation to the kernel, but for sealed pages, which cannot be unmapped.
     fn drop(&mut self) {
-        let g = self.read();
+        let sealed: Vec<Range<u64>> = self.read(|m| {
+            m.entries().filter(|e| e.flags().contains(EntryFlags::SEALED)).map(|e| e.start..e.end).collect()
+        });
         let mut at = self.shared.outer.start;
-        for e in g.map.entries().filter(|e| e.flags().contains(EntryFlags::SEALED)) {
-            if e.start > at {
-                let _ = os::unmap(at, e.start - at);
+        for r in sealed {
+            if r.start > at {
+                let _ = os::unmap(at, r.start - at);
             }
-            at = e.end;
+            at = r.end;
         }
         if self.shared.outer.end > at {
             let _ = os::unmap(at, self.shared.outer.end - at);
@@ -606,7 +627,7 @@ impl std::fmt::Debug for AddressSpace {
 /// The map as `procstat -v` would show it.
 impl std::fmt::Display for AddressSpace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.read().map)
+        self.read(|m| write!(f, "{m}"))
     }
 }
 
@@ -619,23 +640,30 @@ pub(crate) fn registered() -> Vec<Arc<Shared>> {
 impl Shared {
     /// In the child of a fork: the map becomes the child's (`vmspace_fork`), and ranges the kernel did
     /// not give the child (don't-fork) become reservation again.
-    pub(crate) fn after_fork_child(&self, g: &mut Inner) {
-        let child = match g.map.fork() {
-            Ok(c) => c,
-            Err(_) => return,
-        };
-        let parent_entries: Vec<Range<u64>> =
-            g.map.entries().filter(|e| e.inherit() == Inherit::None).map(|e| e.start..e.end).collect();
-        for r in parent_entries {
-            // The kernel left nothing here in the child: put the reservation back.
-            let _ = os::map_fixed(r.start, r.end - r.start, Prot::NONE, Fixed::Reservation);
-        }
-        g.map = child;
+    pub(crate) fn after_fork_child(&self, w: &mut WriteGuard<'_, VmMap<Backing>>) {
+        w.write(
+            |m| {
+                let Ok(child) = m.fork() else { return ((), false) };
+                for e in m.entries().filter(|e| e.inherit() == Inherit::None) {
+                    // The kernel left nothing here in the child: put the reservation back.
+                    let _ = os::map_fixed(e.start, e.end - e.start, Prot::NONE, Fixed::Reservation);
+                }
+                *m = child;
+                ((), true)
+            },
+            |other, done| *other = done.clone(),
+        )
     }
 
     /// In the parent of a fork: mark copies copy-on-write, as the kernel just did.
-    pub(crate) fn after_fork_parent(&self, g: &mut Inner) {
-        let _ = g.map.fork();
-        g.map.take_effects();
+    pub(crate) fn after_fork_parent(&self, w: &mut WriteGuard<'_, VmMap<Backing>>) {
+        w.write(
+            |m| {
+                let _ = m.fork();
+                m.take_effects();
+                ((), true)
+            },
+            |other, done| *other = done.clone(),
+        )
     }
 }

@@ -1,0 +1,43 @@
+//! Atomics for the lock-free protocols, swapped for loom's under `cfg(loom)` so the same code is
+//! model-checked (as crossbeam does).
+
+#[cfg(loom)]
+pub use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(loom))]
+pub use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Waits a little for another thread: a yield under loom (so the model explores the other thread),
+/// `sched_yield` otherwise (async-signal-safe).
+pub fn spin_wait() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+}
+
+/// An `UnsafeCell` with loom's closure API, so loom can see every access to the copies.
+#[cfg(loom)]
+pub use loom::cell::UnsafeCell;
+
+/// `std::cell::UnsafeCell` behind loom's closure API.
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    /// Wraps `value`.
+    pub fn new(value: T) -> Self {
+        UnsafeCell(std::cell::UnsafeCell::new(value))
+    }
+
+    /// Runs `f` with a shared pointer to the value.
+    pub fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    /// Runs `f` with a unique pointer to the value.
+    pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}

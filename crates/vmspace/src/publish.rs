@@ -1,0 +1,136 @@
+//! Left-right publication: two copies of a value, one that readers use and one that the writer changes,
+//! so that readers never wait for a writer, never take a lock and never allocate — which is what a
+//! signal handler needs to look up the address that faulted.
+//!
+//! Invariant: a reader only ever reads the copy `active` named when it announced itself in
+//! `readers[i]`, and the writer only changes copy `i` after it has seen `readers[i] == 0` while
+//! `active != i`. Announcing is `readers[i] += 1`, then re-checking `active == i` (SeqCst both): if the
+//! writer flipped `active` in between, the reader backs out and retries, so a reader that stays has
+//! been counted before the writer's wait began, or it saw the flip. Hence no reader ever sees a copy
+//! half-changed.
+//!
+//! Writing is: change the inactive copy, flip `active`, wait for the old copy's readers to leave,
+//! then bring the old copy up to date by replaying the same (deterministic) change on it.
+
+use crate::primitive::{AtomicU64, AtomicUsize, Ordering, UnsafeCell, spin_wait};
+
+/// Two copies of `T` with wait-free reads and one writer at a time.
+pub struct LeftRight<T> {
+    copies: [UnsafeCell<T>; 2],
+    active: AtomicUsize,
+    readers: [AtomicUsize; 2],
+    /// The thread id of the writer holding the write lock, 0 when free.
+    writer: AtomicU64,
+}
+
+// SAFETY: readers only get `&T` of a copy the writer does not touch while they are counted (module
+// invariant), and the writer gets `&mut T` of a copy no reader is counted on, under the write lock;
+// so `T: Send + Sync` suffices for sharing across threads.
+unsafe impl<T: Send + Sync> Sync for LeftRight<T> {}
+// SAFETY: owning the value moves both copies; `T: Send` suffices.
+unsafe impl<T: Send> Send for LeftRight<T> {}
+
+/// What [`LeftRight::try_write`] says when the write lock is held by the calling thread itself (a
+/// fault taken inside a write: it must not wait for itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldByMe;
+
+impl<T: Clone> LeftRight<T> {
+    /// Two copies of `value`.
+    pub fn new(value: T) -> Self {
+        LeftRight {
+            copies: [UnsafeCell::new(value.clone()), UnsafeCell::new(value)],
+            active: AtomicUsize::new(0),
+            readers: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            writer: AtomicU64::new(0),
+        }
+    }
+
+    /// Reads the active copy. Never blocks on a writer (it may retry if a flip happens at the very
+    /// moment it announces itself), never allocates, and is async-signal-safe.
+    pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        let i = loop {
+            let i = self.active.load(Ordering::SeqCst);
+            self.readers[i].fetch_add(1, Ordering::SeqCst);
+            if self.active.load(Ordering::SeqCst) == i {
+                break i;
+            }
+            self.readers[i].fetch_sub(1, Ordering::SeqCst);
+        };
+        struct Leave<'a>(&'a AtomicUsize);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _leave = Leave(&self.readers[i]);
+        // SAFETY: this reader is counted on copy `i`, which the writer does not change until the count
+        // drops to zero (module invariant).
+        self.copies[i].with(|p| f(unsafe { &*p }))
+    }
+
+    /// Takes the write lock, spinning (and yielding) while another thread holds it; `Err(HeldByMe)` if
+    /// the calling thread holds it already. Async-signal-safe: no allocation, no futex.
+    pub fn try_write(&self, tid: u64) -> Result<WriteGuard<'_, T>, HeldByMe> {
+        debug_assert_ne!(tid, 0);
+        loop {
+            match self.writer.compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return Ok(WriteGuard { lr: self }),
+                Err(owner) if owner == tid => return Err(HeldByMe),
+                Err(_) => spin_wait(),
+            }
+        }
+    }
+}
+
+/// The write lock, held. Changes go through [`WriteGuard::write`].
+pub struct WriteGuard<'a, T> {
+    lr: &'a LeftRight<T>,
+}
+
+impl<T> WriteGuard<'_, T> {
+    /// Runs `f` on the copy readers see now (it never changes while the lock is held).
+    pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        let i = self.lr.active.load(Ordering::SeqCst);
+        // SAFETY: only the lock holder changes copies, and it is us; we only read here.
+        self.lr.copies[i].with(|p| f(unsafe { &*p }))
+    }
+
+    /// Publishes a change: `change` runs on the inactive copy and says whether it changed it; if so,
+    /// the copies flip and, once the old copy's readers have left, `replay` brings that copy up to
+    /// date. A change that changed nothing publishes nothing.
+    ///
+    /// `replay` must leave the second copy equal to the first (the map's operations are deterministic,
+    /// so running the same operation again does).
+    pub fn write<R>(
+        &mut self,
+        change: impl FnOnce(&mut T) -> (R, bool),
+        replay: impl FnOnce(&mut T, &T),
+    ) -> R {
+        let lr = self.lr;
+        let i = lr.active.load(Ordering::SeqCst);
+        let j = 1 - i;
+        // Readers that entered `j` before the last flip must be gone before we touch it.
+        while lr.readers[j].load(Ordering::SeqCst) != 0 {
+            spin_wait();
+        }
+        // SAFETY: `j` is inactive and has no counted readers; new readers back out (they see `i`).
+        let (r, changed) = lr.copies[j].with_mut(|p| change(unsafe { &mut *p }));
+        if !changed {
+            return r;
+        }
+        lr.active.store(j, Ordering::SeqCst);
+        while lr.readers[i].load(Ordering::SeqCst) != 0 {
+            spin_wait();
+        }
+        // SAFETY: `i` is now inactive with no counted readers; `j` is only read.
+        lr.copies[i].with_mut(|dst| lr.copies[j].with(|src| unsafe { replay(&mut *dst, &*src) }));
+        r
+    }
+}
+
+impl<T> Drop for WriteGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lr.writer.store(0, Ordering::Release);
+    }
+}
