@@ -17,6 +17,7 @@
 extern crate alloc;
 
 pub mod map;
+pub mod reclaim;
 
 pub use map::{
     Access, Advice, Attrs, Behavior, Effect, Entry, EntryFlags, Fault, FindSpec, Growth, HumanSize, Inherit,
