@@ -446,3 +446,28 @@ fn clean_checks_and_yields_one_effect() {
     refused(&mut m, VmError::InvalidArgument, |m| m.clean(MIN..MIN + 4 * PS, true));
     m.clean(MIN..MIN + 4 * PS, false).unwrap();
 }
+
+#[test]
+fn reserved_entries_let_a_no_alloc_context_work_and_exhaustion_is_an_error() {
+    let mut m = map();
+    for i in 0..64 {
+        m.insert(MIN + 2 * i * PS..MIN + (2 * i + 1) * PS, rw()).unwrap();
+    }
+    m.reserve(8).unwrap();
+    m.reserve_journal(64);
+    m.set_alloc_allowed(false);
+    // Reserved entries carry a few operations...
+    for i in 0..4 {
+        m.insert(MIN + (200 + 2 * i) * PS..MIN + (201 + 2 * i) * PS, MapSpec::new(Prot::READ, Prot::ALL))
+            .unwrap();
+    }
+    // ...and when none are left (a fresh map with nothing reserved), the refusal is typed and clean.
+    let mut fresh = map();
+    fresh.set_alloc_allowed(false);
+    refused(&mut fresh, VmError::ResourceShortage, |m| m.insert(MIN..MIN + PS, rw()));
+    fresh.set_alloc_allowed(true);
+    fresh.insert(MIN..MIN + PS, rw()).unwrap();
+    m.set_alloc_allowed(true);
+    m.release();
+    m.check_invariants().unwrap();
+}

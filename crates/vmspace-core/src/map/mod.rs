@@ -21,6 +21,7 @@ mod lookup;
 mod ops;
 mod stack;
 pub mod store;
+pub mod tree;
 pub mod types;
 
 use alloc::vec::Vec;
@@ -36,7 +37,7 @@ pub use stack::Growth;
 pub use store::{GapRequest, Item, StoreFull};
 pub use types::{Access, Advice, Behavior, EntryFlags, Inherit, MapKind, MapObject, MapSpec, Prot, SubmapId};
 
-use store::Store;
+use tree::Tree;
 
 /// The default page size.
 pub const PAGE_SIZE: u64 = 4096;
@@ -65,7 +66,7 @@ enum Undo<O> {
 /// See the module documentation for the discipline every operation follows and the invariants it keeps.
 #[derive(Debug)]
 pub struct VmMap<O = ()> {
-    store: Store<Attrs<O>>,
+    store: Tree<Attrs<O>>,
     min: u64,
     max: u64,
     page_size: u64,
@@ -121,7 +122,7 @@ impl<O: MapObject> VmMap<O> {
             return Err(VmError::InvalidArgument);
         }
         Ok(VmMap {
-            store: Store::new(min, max),
+            store: Tree::new(min, max),
             min,
             max,
             page_size,
@@ -241,14 +242,29 @@ impl<O: MapObject> VmMap<O> {
         self.stack_growth = self.round_up(bytes).unwrap_or(!(self.page_size - 1)).max(self.page_size);
     }
 
-    /// Reserves entries so that the next `n` insertions (including the splits they cause) allocate
-    /// nothing (`vm_map_entry_reserve`). With the current store this always succeeds.
+    /// Reserves entries so that the next `n` insertions (including the node splits they cause)
+    /// allocate nothing (`vm_map_entry_reserve`); `ResourceShortage` if memory cannot be had.
     pub fn reserve(&mut self, n: usize) -> Result<(), VmError> {
-        self.store.ensure_spare(n).map_err(|StoreFull| VmError::ResourceShortage)
+        self.store.reserve(n).map_err(|StoreFull| VmError::ResourceShortage)
     }
 
-    /// Gives reserved entries back (`vm_map_entry_release`).
-    pub fn release(&mut self) {}
+    /// Gives reserved entries back, keeping a small slop (`vm_map_entry_release`).
+    pub fn release(&mut self) {
+        self.store.release();
+    }
+
+    /// Allows or forbids the map to allocate. While forbidden (a signal handler growing a stack, say),
+    /// operations use only entries reserved ahead and fail with `ResourceShortage` when those run out,
+    /// changing nothing. The journal and effect lists must also have room: reserve before forbidding.
+    pub fn set_alloc_allowed(&mut self, allowed: bool) {
+        self.store.set_alloc_allowed(allowed);
+    }
+
+    /// Makes room in the journal and effect lists for operations that must not allocate.
+    pub fn reserve_journal(&mut self, n: usize) {
+        self.journal.reserve(n.saturating_sub(self.journal.len()));
+        self.effects.reserve(n.saturating_sub(self.effects.len()));
+    }
 
     /// Reverts the last mutating call: the map, its counters and its timestamp are as they were before
     /// it. For callers whose OS step failed after the map decided. Returns `false`, changing nothing,
@@ -317,6 +333,11 @@ impl<O: MapObject> VmMap<O> {
             return Err(VmError::InvalidAddress);
         }
         Ok(n)
+    }
+
+    /// Makes sure the store can take `n` more entries without allocating, or reports why not.
+    fn ensure(&mut self, n: usize) -> Result<(), VmError> {
+        self.store.ensure_spare(n).map_err(|StoreFull| VmError::ResourceShortage)
     }
 
     /// Starts a mutating operation: clears the journal and effects, saves the counters.

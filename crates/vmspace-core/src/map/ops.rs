@@ -44,7 +44,7 @@ impl<O: MapObject> VmMap<O> {
     pub fn insert(&mut self, range: Range<u64>, spec: MapSpec<O>) -> Result<(), VmError> {
         self.begin();
         self.check_insert(&range, &spec)?;
-        self.reserve(1)?;
+        self.ensure(1)?;
         self.begin();
         self.insert_checked(range, spec);
         self.commit();
@@ -161,7 +161,7 @@ impl<O: MapObject> VmMap<O> {
                 return Err(VmError::InvalidArgument);
             }
         }
-        self.reserve(2)?;
+        self.ensure(2)?;
         self.begin();
         let mut cur = self.clip_range(&range);
         while let Some(start) = cur {
@@ -527,7 +527,7 @@ impl<O: MapObject> VmMap<O> {
         {
             return Err(VmError::InvalidArgument);
         }
-        self.reserve(2)?;
+        self.ensure(2)?;
         self.begin();
         let mut cur = self.clip_range(&range);
         while let Some(s) = cur {
@@ -553,7 +553,7 @@ impl<O: MapObject> VmMap<O> {
             return Ok(());
         }
         self.check_mapped(range, check)?;
-        self.reserve(2)?;
+        self.ensure(2)?;
         self.begin();
         let mut cur = self.clip_range(range);
         while let Some(s) = cur {

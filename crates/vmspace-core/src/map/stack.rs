@@ -58,7 +58,7 @@ impl<O: MapObject> VmMap<O> {
         {
             return Err(VmError::NoSpace);
         }
-        self.reserve(1)?;
+        self.ensure(1)?;
         self.begin();
         let mapped = top - init_size..top;
         self.insert_checked(mapped.clone(), spec.with_flags(EntryFlags::STACK));
@@ -114,7 +114,7 @@ impl<O: MapObject> VmMap<O> {
         if !low.value.object.is_anonymous() && low.value.offset < grow {
             return Err(VmError::InvalidArgument);
         }
-        self.reserve(1)?;
+        self.ensure(1)?;
         self.begin();
         let new_start = start - grow;
         self.reshape(start, new_start, end, avail - grow);
