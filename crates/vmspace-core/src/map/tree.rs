@@ -378,7 +378,8 @@ fn count_le(keys: &[u64], addr: u64) -> usize {
 /// How many of the sorted `items` start at or below `addr` (as [`count_le`]).
 #[inline]
 fn count_items_le<V>(items: &[Item<V>], addr: u64) -> usize {
-    items.iter().map(|it| usize::from(it.start <= addr)).sum()
+    // Binary search: items are large, so a linear pass would touch every cache line of the leaf.
+    items.partition_point(|it| it.start <= addr)
 }
 
 /// The length of the gap ending at `it` when the item before it ends at `prev_end` (invariant 4).
