@@ -1,0 +1,552 @@
+//! `vmspace replay TRACE`: an `strace -f -e trace=memory,process` log applied to one [`VmMap`] per
+//! address space, a report, a comparison with a `/proc/PID/maps` snapshot, a plot.
+//!
+//! [`VmMap`]: vmspace_core::VmMap
+
+pub mod model;
+pub mod parse;
+pub mod rangeset;
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, IsTerminal, Read};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use vmspace::procmaps::{self, Region};
+use vmspace_core::Prot;
+
+use crate::out::{grouped, human, json_str, xml};
+use model::{Origin, Replayer, Space};
+
+/// What `vmspace replay` was asked to do.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The trace (`-` for standard input).
+    pub trace: PathBuf,
+    /// A `/proc/PID/maps` snapshot to compare the final map with.
+    pub against: Option<PathBuf>,
+    /// The pid whose address space is compared.
+    pub pid: Option<u32>,
+    /// Where to draw entries and mapped bytes over the trace.
+    pub plot: Option<PathBuf>,
+    /// Stop at the first line that does not parse.
+    pub strict: bool,
+    /// Print the report as JSON.
+    pub json: bool,
+    /// Show a progress bar (when standard error is a terminal).
+    pub progress: bool,
+}
+
+/// The state of a page: its protection and whether it is shared, or unmapped.
+pub type PageState = Option<(Prot, bool)>;
+
+/// A run of pages whose state differs between the replayed map and the snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diff {
+    /// The pages.
+    pub range: Range<u64>,
+    /// What the replay says.
+    pub trace: PageState,
+    /// What the snapshot says.
+    pub snapshot: PageState,
+    /// The snapshot's path column there (context).
+    pub name: String,
+}
+
+/// The result of a comparison.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Comparison {
+    /// Bytes compared (the pages the trace touched).
+    pub compared: u64,
+    /// Every difference, in address order.
+    pub diffs: Vec<Diff>,
+}
+
+fn state_str(s: PageState) -> String {
+    match s {
+        None => "unmapped".into(),
+        Some((p, sh)) => format!("{p}{}", if sh { 's' } else { 'p' }),
+    }
+}
+
+impl Diff {
+    /// `0x…-0x… (N pages): trace rw-p, snapshot r--p NAME`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{:#x}-{:#x} ({} pages): trace {}, snapshot {}{}",
+            self.range.start,
+            self.range.end,
+            (self.range.end - self.range.start) / 4096,
+            state_str(self.trace),
+            state_str(self.snapshot),
+            if self.name.is_empty() { String::new() } else { format!(" {}", self.name) }
+        )
+    }
+}
+
+/// Compares the replayed `space` with `snapshot` page by page (protection, shared/private) over the
+/// pages the trace touched.
+pub fn compare(space: &Space, snapshot: &[Region]) -> Comparison {
+    let trace: Vec<(Range<u64>, (Prot, bool))> =
+        space.map.entries().map(|e| (e.range(), (e.prot(), e.object().shared))).collect();
+    let snap: Vec<(Range<u64>, (Prot, bool))> =
+        snapshot.iter().map(|r| (r.range.clone(), (r.prot, r.shared))).collect();
+    let at = |v: &[(Range<u64>, (Prot, bool))], a: u64| -> Option<usize> {
+        let i = v.partition_point(|(r, _)| r.end <= a);
+        (i < v.len() && v[i].0.start <= a).then_some(i)
+    };
+    let mut cmp = Comparison::default();
+    for k in space.known.iter() {
+        cmp.compared += k.end - k.start;
+        let mut points = vec![k.start, k.end];
+        for v in [&trace, &snap] {
+            let first = v.partition_point(|(r, _)| r.end <= k.start);
+            for (r, _) in v[first..].iter().take_while(|(r, _)| r.start < k.end) {
+                for p in [r.start, r.end] {
+                    if p > k.start && p < k.end {
+                        points.push(p);
+                    }
+                }
+            }
+        }
+        points.sort_unstable();
+        points.dedup();
+        for w in points.windows(2) {
+            let ti = at(&trace, w[0]);
+            let si = at(&snap, w[0]);
+            let t = ti.map(|i| trace[i].1);
+            let s = si.map(|i| snap[i].1);
+            if t == s {
+                continue;
+            }
+            let name = si.map(|i| snapshot[i].path.clone()).unwrap_or_default();
+            match cmp.diffs.last_mut() {
+                Some(d) if d.range.end == w[0] && d.trace == t && d.snapshot == s && d.name == name => {
+                    d.range.end = w[1]
+                }
+                _ => cmp.diffs.push(Diff { range: w[0]..w[1], trace: t, snapshot: s, name }),
+            }
+        }
+    }
+    cmp
+}
+
+/// Reads the trace and replays it. Returns the replayer and the seconds spent.
+pub fn replay(opts: &Options) -> Result<(Replayer, f64), String> {
+    let (reader, size): (Box<dyn Read>, u64) = if opts.trace.as_os_str() == "-" {
+        (Box::new(std::io::stdin().lock()), 0)
+    } else {
+        let f = std::fs::File::open(&opts.trace).map_err(|e| format!("{}: {e}", opts.trace.display()))?;
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        (Box::new(f), size)
+    };
+    let bar = (opts.progress && size > 16 << 20 && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(size);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut r = BufReader::with_capacity(1 << 20, reader);
+    let mut rep = Replayer::new();
+    let mut buf = Vec::with_capacity(4096);
+    let mut line_no = 0u64;
+    let mut read = 0u64;
+    let t0 = Instant::now();
+    loop {
+        buf.clear();
+        let n = r.read_until(b'\n', &mut buf).map_err(|e| format!("{}: {e}", opts.trace.display()))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        read += n as u64;
+        if let Some(b) = &bar
+            && line_no % 65536 == 0
+        {
+            b.set_position(read);
+        }
+        let text = match std::str::from_utf8(&buf) {
+            Ok(t) => std::borrow::Cow::Borrowed(t),
+            Err(_) => String::from_utf8_lossy(&buf),
+        };
+        if let Err(bad) = rep.feed(line_no, &text)
+            && opts.strict
+        {
+            return Err(format!("line {}: {}: {}", bad.line, bad.reason, bad.content));
+        }
+    }
+    rep.finish();
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok((rep, t0.elapsed().as_secs_f64()))
+}
+
+/// Runs the command: report on `out`; returns the exit code (1 when `--against` found differences).
+pub fn run(opts: &Options, out: &mut String) -> Result<i32, String> {
+    let (rep, secs) = replay(opts)?;
+    let mut cmp = None;
+    let mut target = None;
+    if let Some(path) = &opts.against {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let snap = procmaps::parse_maps(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let s = rep.target(opts.pid)?;
+        cmp = Some(compare(&rep.spaces[s], &snap));
+        target = Some(s);
+    }
+    if let Some(p) = &opts.plot {
+        std::fs::write(p, plot_svg(&rep)).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    if opts.json {
+        json_report(&rep, secs, target.zip(cmp.as_ref()), out);
+    } else {
+        text_report(&rep, secs, &opts.trace.display().to_string(), target.zip(cmp.as_ref()), out);
+    }
+    Ok(match &cmp {
+        Some(c) if !c.diffs.is_empty() => 1,
+        _ => 0,
+    })
+}
+
+fn origin_str(o: &Origin) -> String {
+    match o {
+        Origin::Initial => "initial".into(),
+        Origin::Fork { from } => format!("fork of #{from}"),
+        Origin::Exec { from: Some(f), .. } => format!("exec from #{f}"),
+        Origin::Exec { from: None, .. } => "exec".into(),
+    }
+}
+
+fn pids_str(p: &[u32]) -> String {
+    let mut s: Vec<String> = p.iter().take(4).map(|x| x.to_string()).collect();
+    if p.len() > 4 {
+        s.push(format!("+{}", p.len() - 4));
+    }
+    s.join(",")
+}
+
+/// The human report.
+pub fn text_report(rep: &Replayer, secs: f64, name: &str, cmp: Option<(usize, &Comparison)>, o: &mut String) {
+    let rate = if secs > 0.0 { rep.calls as f64 / secs } else { 0.0 };
+    let _ = writeln!(
+        o,
+        "{name}: {} lines, {} calls, {} address spaces, {} pids; replayed in {:.3} s ({} calls/s)",
+        grouped(rep.lines),
+        grouped(rep.calls),
+        rep.spaces.len(),
+        rep.spaces.iter().map(|s| s.pids.len()).sum::<usize>(),
+        secs,
+        grouped(rate as u64)
+    );
+    let _ = writeln!(o, "\ncalls by kind:            ok   failed");
+    for (i, (ok, failed)) in rep.counts.iter().enumerate() {
+        if ok + failed > 0 {
+            let _ = writeln!(o, "  {:<16} {:>10} {:>8}", model::KINDS[i], grouped(*ok), grouped(*failed));
+        }
+    }
+    if !rep.other.is_empty() {
+        let mut other: Vec<_> = rep.other.iter().collect();
+        other.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let total: u64 = other.iter().map(|(_, n)| **n).sum();
+        let names: Vec<String> = other.iter().take(6).map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = writeln!(o, "  {:<16} {:>10}          ({})", "other", grouped(total), names.join(", "));
+    }
+    let _ = writeln!(o, "\naddress spaces:");
+    let _ = writeln!(
+        o,
+        "  {:>3} {:<14} {:<16} {:<28} {:>8} {:>13} {:>15} {:>9}",
+        "#", "PIDS", "ORIGIN", "PROGRAM", "CALLS", "ENTRIES/PEAK", "MAPPED/PEAK", "TOUCHED"
+    );
+    for (i, s) in rep.spaces.iter().enumerate() {
+        let mut prog = s.program();
+        if prog.chars().count() > 28 {
+            prog = format!(
+                "…{}",
+                prog.chars().rev().take(27).collect::<Vec<_>>().into_iter().rev().collect::<String>()
+            );
+        }
+        let _ = writeln!(
+            o,
+            "  {:>3} {:<14} {:<16} {:<28} {:>8} {:>13} {:>15} {:>9}",
+            i,
+            pids_str(&s.pids),
+            origin_str(&s.origin),
+            prog,
+            grouped(s.calls),
+            format!("{}/{}", s.map.len(), s.peak_entries),
+            format!("{}/{}", human(s.map.size()), human(s.peak_mapped)),
+            human(s.known.bytes())
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\npeak over live address spaces: {} entries, {} mapped",
+        grouped(rep.peak_entries),
+        human(rep.peak_mapped)
+    );
+    if !rep.events.is_empty() {
+        let _ = writeln!(o, "\ntimeline:");
+        let show = 12usize;
+        for e in rep.events.iter().take(show) {
+            let _ = writeln!(o, "  line {:>8}  call {:>8}  {}", e.line, e.call, e.what);
+        }
+        if rep.events_total > show as u64 {
+            let _ = writeln!(o, "  … {} more events", rep.events_total - show as u64);
+        }
+    }
+    // Entries and mapped bytes at ten points of the trace.
+    if rep.samples.len() > 2 {
+        let _ = writeln!(o, "\n  {:>10} {:>10} {:>10}", "CALL", "ENTRIES", "MAPPED");
+        let n = rep.samples.len();
+        for k in 0..=9 {
+            let s = rep.samples[(k * (n - 1)) / 9];
+            let _ =
+                writeln!(o, "  {:>10} {:>10} {:>10}", grouped(s.call), grouped(s.entries), human(s.mapped));
+        }
+    }
+    if rep.bad_total > 0 {
+        let _ = writeln!(o, "\nlines not understood: {} (skipped)", grouped(rep.bad_total));
+        for b in rep.bad.iter().take(10) {
+            let _ = writeln!(o, "  line {}: {}: {}", b.line, b.reason, b.content);
+        }
+    }
+    if rep.warnings_total > 0 {
+        let _ = writeln!(
+            o,
+            "\ninconsistencies (calls Linux accepted that the map refused): {}",
+            rep.warnings_total
+        );
+        for (l, w) in rep.warnings.iter().take(10) {
+            let _ = writeln!(o, "  line {l}: {w}");
+        }
+    }
+    if let Some((s, c)) = cmp {
+        let _ = writeln!(
+            o,
+            "\ncomparison of #{s} with the snapshot over the {} the trace touched: {}",
+            human(c.compared),
+            if c.diffs.is_empty() {
+                "no difference".to_string()
+            } else {
+                format!("{} differences", c.diffs.len())
+            }
+        );
+        for d in &c.diffs {
+            let _ = writeln!(o, "  {}", d.describe());
+        }
+    }
+}
+
+/// The report as one JSON object.
+pub fn json_report(rep: &Replayer, secs: f64, cmp: Option<(usize, &Comparison)>, o: &mut String) {
+    let _ = write!(
+        o,
+        "{{\"lines\":{},\"calls\":{},\"seconds\":{:.6},\"calls_by_kind\":{{",
+        rep.lines, rep.calls, secs
+    );
+    let mut first = true;
+    for (i, (ok, failed)) in rep.counts.iter().enumerate() {
+        if ok + failed > 0 {
+            let _ = write!(
+                o,
+                "{}{}:{{\"ok\":{ok},\"failed\":{failed}}}",
+                if first { "" } else { "," },
+                json_str(model::KINDS[i])
+            );
+            first = false;
+        }
+    }
+    let _ = write!(o, "}},\"other_calls\":{{");
+    let mut other: Vec<_> = rep.other.iter().collect();
+    other.sort();
+    for (i, (k, n)) in other.iter().enumerate() {
+        let _ = write!(o, "{}{}:{n}", if i == 0 { "" } else { "," }, json_str(k));
+    }
+    let _ = write!(
+        o,
+        "}},\"peak_entries\":{},\"peak_mapped\":{},\"spaces\":[",
+        rep.peak_entries, rep.peak_mapped
+    );
+    for (i, s) in rep.spaces.iter().enumerate() {
+        let pids: Vec<String> = s.pids.iter().map(|p| p.to_string()).collect();
+        let _ = write!(
+            o,
+            "{}{{\"id\":{i},\"pids\":[{}],\"origin\":{},\"program\":{},\"calls\":{},\"entries\":{},\"peak_entries\":{},\"mapped\":{},\"peak_mapped\":{},\"touched\":{},\"inconsistencies\":{}}}",
+            if i == 0 { "" } else { "," },
+            pids.join(","),
+            json_str(&origin_str(&s.origin)),
+            json_str(&s.program()),
+            s.calls,
+            s.map.len(),
+            s.peak_entries,
+            s.map.size(),
+            s.peak_mapped,
+            s.known.bytes(),
+            s.inconsistencies
+        );
+    }
+    let _ = write!(o, "],\"target\":");
+    match rep.target(None) {
+        Ok(t) => {
+            let _ = write!(o, "{t}");
+        }
+        Err(_) => o.push_str("null"),
+    }
+    let _ = write!(o, ",\"bad_lines\":{},\"bad\":[", rep.bad_total);
+    for (i, b) in rep.bad.iter().enumerate() {
+        let _ = write!(
+            o,
+            "{}{{\"line\":{},\"reason\":{},\"content\":{}}}",
+            if i == 0 { "" } else { "," },
+            b.line,
+            json_str(b.reason),
+            json_str(&b.content)
+        );
+    }
+    let _ = write!(o, "],\"inconsistencies\":{},\"events\":[", rep.warnings_total);
+    for (i, e) in rep.events.iter().enumerate() {
+        let _ = write!(
+            o,
+            "{}{{\"line\":{},\"call\":{},\"what\":{}}}",
+            if i == 0 { "" } else { "," },
+            e.line,
+            e.call,
+            json_str(&e.what)
+        );
+    }
+    o.push(']');
+    if let Some((s, c)) = cmp {
+        let _ = write!(o, ",\"comparison\":{{\"space\":{s},\"compared\":{},\"differences\":[", c.compared);
+        for (i, d) in c.diffs.iter().enumerate() {
+            let _ = write!(
+                o,
+                "{}{{\"start\":{},\"end\":{},\"trace\":{},\"snapshot\":{},\"name\":{}}}",
+                if i == 0 { "" } else { "," },
+                d.range.start,
+                d.range.end,
+                json_str(&state_str(d.trace)),
+                json_str(&state_str(d.snapshot)),
+                json_str(&d.name)
+            );
+        }
+        o.push_str("]}");
+    }
+    o.push_str("}\n");
+}
+
+/// Entries and mapped bytes (over all live address spaces) against calls, as an SVG line chart.
+pub fn plot_svg(rep: &Replayer) -> String {
+    let (w, h, m) = (900.0f64, 360.0f64, 60.0f64);
+    let max_call = rep.samples.last().map_or(1, |s| s.call).max(1) as f64;
+    let max_e = rep.samples.iter().map(|s| s.entries).max().unwrap_or(1).max(1) as f64;
+    let max_m = rep.samples.iter().map(|s| s.mapped).max().unwrap_or(1).max(1) as f64;
+    let x = |c: u64| m + (c as f64 / max_call) * (w - 2.0 * m);
+    let y = |v: f64, max: f64| h - m - (v / max) * (h - 2.0 * m);
+    let pts = |f: &dyn Fn(&model::Sample) -> f64, max: f64| -> String {
+        rep.samples
+            .iter()
+            .map(|s| format!("{:.1},{:.1}", x(s.call), y(f(s), max)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut s = String::new();
+    let _ = writeln!(s, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, "<title>{}</title>", xml("vmspace replay: entries and mapped bytes over the trace"));
+    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(s, r#"<line x1="{m}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#, h - m, w - m, h - m);
+    let _ = writeln!(s, r#"<line x1="{m}" y1="{m}" x2="{m}" y2="{}" stroke="black"/>"#, h - m);
+    let _ = writeln!(s, r#"<line x1="{}" y1="{m}" x2="{}" y2="{}" stroke="black"/>"#, w - m, w - m, h - m);
+    let _ = writeln!(
+        s,
+        r##"<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{}"/>"##,
+        pts(&|p| p.entries as f64, max_e)
+    );
+    let _ = writeln!(
+        s,
+        r##"<polyline fill="none" stroke="#d62728" stroke-width="1.5" points="{}"/>"##,
+        pts(&|p| p.mapped as f64, max_m)
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{m}" y="{}" fill="#1f77b4">entries (max {})</text>"##,
+        m - 10.0,
+        grouped(max_e as u64)
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{}" y="{}" text-anchor="end" fill="#d62728">mapped (max {})</text>"##,
+        w - m,
+        m - 10.0,
+        xml(&human(max_m as u64))
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">calls (0 to {})</text>"#,
+        w / 2.0,
+        h - 20.0,
+        grouped(max_call as u64)
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Writes a synthetic trace of `calls` memory calls (mmap, mprotect, madvise, munmap, mremap, brk in a
+/// steady pattern over a few thousand live mappings) to `out`, for measuring replay speed.
+pub fn synthetic_trace(calls: u64, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    let base = 0x7f00_0000_0000u64;
+    let slots = 512u64;
+    let mut live = vec![false; slots as usize];
+    let mut brk = 0x5555_0000_0000u64;
+    writeln!(out, "100  brk(NULL) = {brk:#x}")?;
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut n = 1;
+    while n < calls {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let slot = x % slots;
+        let a = base + slot * 16 * 4096;
+        let op = (x >> 20) % 8;
+        if !live[slot as usize] {
+            writeln!(
+                out,
+                "100  mmap({a:#x}, 32768, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {a:#x}"
+            )?;
+            live[slot as usize] = true;
+        } else {
+            match op {
+                0 => {
+                    writeln!(out, "100  munmap({a:#x}, 32768) = 0")?;
+                    live[slot as usize] = false;
+                }
+                1 | 2 => writeln!(out, "100  mprotect({:#x}, 4096, PROT_READ) = 0", a + 4096)?,
+                3 => writeln!(out, "100  mprotect({:#x}, 4096, PROT_READ|PROT_WRITE) = 0", a + 4096)?,
+                4 => writeln!(out, "100  madvise({a:#x}, 8192, MADV_DONTNEED) = 0")?,
+                5 => writeln!(out, "100  mremap({a:#x}, 32768, 32768, MREMAP_MAYMOVE) = {a:#x}")?,
+                6 => {
+                    brk += 0x21000;
+                    writeln!(out, "100  brk({brk:#x}) = {brk:#x}")?;
+                }
+                _ => writeln!(out, "100  madvise({a:#x}, 32768, MADV_RANDOM) = 0")?,
+            }
+        }
+        n += 1;
+    }
+    writeln!(out, "100  exit_group(0) = ?")?;
+    writeln!(out, "100  +++ exited with 0 +++")?;
+    Ok(())
+}
+
+/// A one-line summary, for messages.
+pub fn summary(rep: &Replayer) -> String {
+    format!("{} calls, {} address spaces", rep.calls, rep.spaces.len())
+}

@@ -1,0 +1,215 @@
+//! `vmspace top`: every readable process, one row each, from the map [`ProcMaps`] builds.
+
+use std::fmt::Write as _;
+
+use vmspace::procmaps::{self, Pid, ProcMaps};
+
+use crate::mapview::{totals, user_largest_gap};
+use crate::out::{Style, grouped, human, json_str};
+
+/// One process's row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// Process id.
+    pub pid: u32,
+    /// Command name.
+    pub name: String,
+    /// Map entries (merged VMAs).
+    pub entries: u64,
+    /// Linux VMAs (what `vm.max_map_count` limits).
+    pub vmas: u64,
+    /// Bytes mapped.
+    pub mapped: u64,
+    /// Resident bytes.
+    pub rss: u64,
+    /// Proportional resident bytes.
+    pub pss: u64,
+    /// Swapped bytes.
+    pub swap: u64,
+    /// Wired (mlocked) bytes.
+    pub wired: u64,
+    /// Largest free gap in user space.
+    pub gap: u64,
+}
+
+/// What was not shown, and why.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Exited while being read.
+    pub gone: u64,
+    /// Not readable (permission).
+    pub denied: u64,
+    /// Kernel threads (no address space).
+    pub kernel: u64,
+    /// Other errors.
+    pub other: u64,
+}
+
+/// Sort keys (all descending but `pid`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortKey {
+    /// Map entries.
+    Entries,
+    /// Resident bytes.
+    Rss,
+    /// Proportional resident bytes.
+    Pss,
+    /// Swapped bytes.
+    Swap,
+    /// Mapped bytes.
+    Mapped,
+    /// Wired bytes.
+    Wired,
+    /// Largest free gap.
+    Gap,
+    /// Process id (ascending).
+    Pid,
+}
+
+/// Loads every process in `/proc`. Processes that vanish or refuse are counted in [`Skipped`].
+pub fn collect() -> Result<(Vec<Row>, Skipped), String> {
+    let pids = procmaps::all_pids().map_err(|e| format!("/proc: {e}"))?;
+    let mut rows = Vec::new();
+    let mut sk = Skipped::default();
+    let mut buf = String::with_capacity(256 * 1024);
+    for pid in pids {
+        match ProcMaps::load_with(Pid::Id(pid), &mut buf) {
+            Ok(p) if p.regions.is_empty() => sk.kernel += 1,
+            Ok(p) => rows.push(row(pid, &p)),
+            Err(e) if e.is_gone() => sk.gone += 1,
+            Err(e) if e.is_denied() => sk.denied += 1,
+            Err(_) => sk.other += 1,
+        }
+    }
+    Ok((rows, sk))
+}
+
+/// The row of a loaded process.
+pub fn row(pid: u32, p: &ProcMaps) -> Row {
+    let t = totals(p);
+    Row {
+        pid,
+        name: p.status.name.clone(),
+        entries: p.map.len() as u64,
+        vmas: p.regions.len() as u64,
+        mapped: p.map.size(),
+        rss: t.rss,
+        pss: t.pss,
+        swap: t.swap,
+        wired: p.map.wired_size(),
+        gap: user_largest_gap(&p.map),
+    }
+}
+
+/// Sorts rows by `key`, largest first (pid ascending for `Pid`).
+pub fn sort(rows: &mut [Row], key: SortKey) {
+    rows.sort_by(|a, b| {
+        let k = |r: &Row| match key {
+            SortKey::Entries => r.entries,
+            SortKey::Rss => r.rss,
+            SortKey::Pss => r.pss,
+            SortKey::Swap => r.swap,
+            SortKey::Mapped => r.mapped,
+            SortKey::Wired => r.wired,
+            SortKey::Gap => r.gap,
+            SortKey::Pid => u64::MAX - r.pid as u64,
+        };
+        k(b).cmp(&k(a)).then(a.pid.cmp(&b.pid))
+    });
+}
+
+/// The table.
+pub fn text(
+    rows: &[Row],
+    sk: Skipped,
+    max_map_count: Option<u64>,
+    style: Style,
+    limit: Option<usize>,
+) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{}",
+        style.paint(
+            "1",
+            &format!(
+                "{:>7} {:<16} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>6}",
+                "PID", "NAME", "ENTRIES", "VMAS", "MAPPED", "RSS", "PSS", "SWAP", "WIRED", "GAP", "MAXMAP"
+            )
+        )
+    );
+    let shown = limit.unwrap_or(usize::MAX).min(rows.len());
+    for r in &rows[..shown] {
+        let pct = match max_map_count {
+            Some(m) if m > 0 => format!("{:.1}%", r.vmas as f64 * 100.0 / m as f64),
+            _ => "?".into(),
+        };
+        let name: String = r.name.chars().take(16).collect();
+        let _ = writeln!(
+            o,
+            "{:>7} {:<16} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>6}",
+            r.pid,
+            name,
+            grouped(r.entries),
+            grouped(r.vmas),
+            human(r.mapped),
+            human(r.rss),
+            human(r.pss),
+            human(r.swap),
+            human(r.wired),
+            human(r.gap),
+            pct
+        );
+    }
+    let sum = |f: fn(&Row) -> u64| rows.iter().map(f).sum::<u64>();
+    let _ = writeln!(
+        o,
+        "{} processes{}: {} mapped, {} resident, Pss {}, swap {}, wired {}; vm.max_map_count {}",
+        rows.len(),
+        if shown < rows.len() { format!(" ({shown} shown)") } else { String::new() },
+        human(sum(|r| r.mapped)),
+        human(sum(|r| r.rss)),
+        human(sum(|r| r.pss)),
+        human(sum(|r| r.swap)),
+        human(sum(|r| r.wired)),
+        max_map_count.map_or("?".to_string(), grouped)
+    );
+    let _ = writeln!(
+        o,
+        "skipped: {} kernel threads, {} exited while read, {} not permitted, {} unreadable",
+        sk.kernel, sk.gone, sk.denied, sk.other
+    );
+    o
+}
+
+/// The rows as JSON.
+pub fn json(rows: &[Row], sk: Skipped, max_map_count: Option<u64>) -> String {
+    let mut o = String::from("{\"processes\":[");
+    for (i, r) in rows.iter().enumerate() {
+        let _ = write!(
+            o,
+            "{}{{\"pid\":{},\"name\":{},\"entries\":{},\"vmas\":{},\"mapped\":{},\"rss\":{},\"pss\":{},\"swap\":{},\"wired\":{},\"largest_gap\":{}}}",
+            if i == 0 { "" } else { "," },
+            r.pid,
+            json_str(&r.name),
+            r.entries,
+            r.vmas,
+            r.mapped,
+            r.rss,
+            r.pss,
+            r.swap,
+            r.wired,
+            r.gap
+        );
+    }
+    let _ = writeln!(
+        o,
+        "],\"skipped\":{{\"kernel_threads\":{},\"gone\":{},\"denied\":{},\"other\":{}}},\"max_map_count\":{}}}",
+        sk.kernel,
+        sk.gone,
+        sk.denied,
+        sk.other,
+        max_map_count.map_or("null".to_string(), |m| m.to_string())
+    );
+    o
+}
