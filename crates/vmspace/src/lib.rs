@@ -5,6 +5,7 @@
 
 pub mod backing;
 pub mod error;
+pub mod fault;
 pub mod fork;
 pub mod os;
 mod primitive;

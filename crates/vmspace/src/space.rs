@@ -81,6 +81,8 @@ pub(crate) static REGISTRY: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 /// the kernel, except sealed pages, which by definition can never be unmapped.
 pub struct AddressSpace {
     shared: Arc<Shared>,
+    /// Where the fault handler sees this space (`None`: all slots taken).
+    slot: Option<usize>,
 }
 
 impl AddressSpace {
@@ -106,7 +108,9 @@ impl AddressSpace {
         let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
         reg.retain(|w| w.strong_count() > 0);
         reg.push(Arc::downgrade(&shared));
-        Ok(AddressSpace { shared })
+        drop(reg);
+        let slot = crate::fault::register(&shared);
+        Ok(AddressSpace { shared, slot })
     }
 
     /// The managed range `[start, end)`.
@@ -288,22 +292,64 @@ impl AddressSpace {
 
     /// The guard mode in force: `PROT_NONE` guards (fallback) or guard markers.
     fn prot_guards(&self) -> bool {
-        self.shared.opts.guard_fallback || !os::features().guard_install
+        self.shared.prot_guards()
     }
 
-    /// Runs a map operation and applies its effects to the kernel; on a failing system call, undoes
-    /// the map and puts the kernel back in line with it. The operation runs again on the second copy
-    /// of the map (it is deterministic), so it must be `Fn`.
     fn apply<R>(&self, op: impl Fn(&mut VmMap<Backing>) -> Result<R, VmError>) -> Result<R, Error> {
         let mut w = self.writer()?;
-        self.apply_locked(&mut w, op)
+        self.shared.apply_locked(&mut w, op)
     }
 
-    /// [`AddressSpace::apply`] with the write lock already held.
+    /// [`AddressSpace::apply`] for changes the timestamp does not see (settings, reservations): the
+    /// change is published to both copies whatever it did.
+    pub(crate) fn change<R>(
+        &self,
+        op: impl Fn(&mut VmMap<Backing>) -> Result<R, VmError>,
+    ) -> Result<R, Error> {
+        let mut w = self.writer()?;
+        self.shared.apply_forced(&mut w, op, true)
+    }
+
+    /// Whether the fault handler can see this space.
+    pub(crate) fn fault_visible(&self) -> bool {
+        self.slot.is_some()
+    }
+
     fn apply_locked<R>(
         &self,
         w: &mut WriteGuard<'_, VmMap<Backing>>,
         op: impl Fn(&mut VmMap<Backing>) -> Result<R, VmError>,
+    ) -> Result<R, Error> {
+        self.shared.apply_locked(w, op)
+    }
+}
+
+impl Shared {
+    /// The guard mode in force: `PROT_NONE` guards (fallback) or guard markers.
+    pub(crate) fn prot_guards(&self) -> bool {
+        self.opts.guard_fallback || !os::features().guard_install
+    }
+
+    /// Runs a map operation with the write lock held and applies its effects to the kernel; on a
+    /// failing system call, undoes the map and puts the kernel back in line with it. The operation
+    /// runs again on the second copy of the map (it is deterministic), so it must be `Fn`.
+    ///
+    /// On success nothing here allocates or frees (the effects stay in the map's list, whose capacity
+    /// is kept): the fault handler grows stacks through this path.
+    pub(crate) fn apply_locked<R>(
+        &self,
+        w: &mut WriteGuard<'_, VmMap<Backing>>,
+        op: impl Fn(&mut VmMap<Backing>) -> Result<R, VmError>,
+    ) -> Result<R, Error> {
+        self.apply_forced(w, op, false)
+    }
+
+    /// [`Shared::apply_locked`]; with `force`, publish even when the timestamp did not move.
+    pub(crate) fn apply_forced<R>(
+        &self,
+        w: &mut WriteGuard<'_, VmMap<Backing>>,
+        op: impl Fn(&mut VmMap<Backing>) -> Result<R, VmError>,
+        force: bool,
     ) -> Result<R, Error> {
         let recovered = Cell::new(false);
         w.write(
@@ -313,27 +359,24 @@ impl AddressSpace {
                     Ok(r) => r,
                     Err(e) => return (Err(Error::Vm(e)), false),
                 };
-                let effects = m.take_effects();
-                let mut k = Kernel {
-                    fail_after: &self.shared.fail_after,
-                    opts: self.shared.opts,
-                    prot_guards: self.prot_guards(),
-                };
-                for (i, fx) in effects.iter().enumerate() {
-                    if let Err(err) = k.effect(m, fx) {
-                        self.recover(m, &effects[..=i]);
+                let mut k =
+                    Kernel { fail_after: &self.fail_after, opts: self.opts, prot_guards: self.prot_guards() };
+                for i in 0..m.effects().len() {
+                    let fx = m.effects()[i].clone();
+                    if let Err(err) = k.effect(m, &fx) {
+                        let done = m.effects()[..=i].to_vec();
+                        self.recover(m, &done);
                         recovered.set(true);
                         return (Err(err), true);
                     }
                 }
-                (Ok(r), m.timestamp() != ts)
+                (Ok(r), force || m.timestamp() != ts)
             },
             |other, done| {
                 if recovered.get() {
                     *other = done.clone();
                 } else {
                     let _ = op(other);
-                    other.take_effects();
                 }
             },
         )
@@ -345,12 +388,11 @@ impl AddressSpace {
     fn recover(&self, m: &mut VmMap<Backing>, done: &[Effect<Backing>]) {
         m.undo();
         let off = AtomicU64::new(NO_FAILURE);
-        let mut k = Kernel { fail_after: &off, opts: self.shared.opts, prot_guards: self.prot_guards() };
+        let mut k = Kernel { fail_after: &off, opts: self.opts, prot_guards: self.prot_guards() };
         for fx in done {
             if let Effect::Unmap(r) = fx {
                 // The kernel may have dropped this memory: make the map say so, and make sure it did.
                 let _ = m.remove(r.clone());
-                m.take_effects();
                 let _ = k.unmap(r);
             }
         }
@@ -359,6 +401,11 @@ impl AddressSpace {
                 let _ = k.resync(m, &r);
             }
         }
+    }
+
+    /// The whole reservation, guard pages included.
+    pub(crate) fn outer(&self) -> &Range<u64> {
+        &self.outer
     }
 }
 
@@ -602,6 +649,9 @@ impl Kernel<'_> {
 impl Drop for AddressSpace {
     /// Returns the whole reservation to the kernel, but for sealed pages, which cannot be unmapped.
     fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            crate::fault::unregister(slot);
+        }
         let sealed: Vec<Range<u64>> = self.read(|m| {
             m.entries().filter(|e| e.flags().contains(EntryFlags::SEALED)).map(|e| e.start..e.end).collect()
         });

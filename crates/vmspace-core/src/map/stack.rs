@@ -132,6 +132,38 @@ impl<O: MapObject> VmMap<O> {
         Ok(Growth::Grew(new_start..start))
     }
 
+    /// The stack whose growth reservation holds `addr`: `(reservation, lowest stack entry)`, or `None`
+    /// if `addr` is mapped or in no reservation. Read-only: what a fault handler asks before growing.
+    pub fn stack_reservation(&self, addr: u64) -> Option<(Range<u64>, &super::Entry<O>)> {
+        if self.store.containing(addr).is_some() {
+            return None;
+        }
+        let low = self.store.ceil(addr)?;
+        let res = low.start - low.reserve_below..low.start;
+        (low.reserve_below > 0 && res.contains(&addr)).then_some((res, low))
+    }
+
+    /// The whole stack whose entries or reservation hold `addr`: `[base, top)`, where `base` is the
+    /// bottom of the reservation and `top` the end of its highest STACK entry.
+    pub fn stack_extent(&self, addr: u64) -> Option<Range<u64>> {
+        let low = match self.stack_reservation(addr) {
+            Some((_, low)) => low,
+            None => {
+                let e = self.store.containing(addr).filter(|e| e.value.flags.contains(EntryFlags::STACK))?;
+                // Walk down to the lowest entry of the run.
+                let mut low = e;
+                while let Some(p) = self.store.prev(low.start)
+                    && p.end == low.start
+                    && p.value.flags.contains(EntryFlags::STACK)
+                {
+                    low = p;
+                }
+                low
+            }
+        };
+        Some(low.start - low.reserve_below..self.stack_top(low.start))
+    }
+
     /// The end of the run of adjacent STACK entries that begins at `start`.
     fn stack_top(&self, start: u64) -> u64 {
         let mut top = start;
