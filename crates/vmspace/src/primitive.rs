@@ -2,9 +2,9 @@
 //! model-checked (as crossbeam does).
 
 #[cfg(loom)]
-pub use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+pub use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 #[cfg(not(loom))]
-pub use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+pub use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 /// Waits a little for another thread: a yield under loom (so the model explores the other thread),
 /// `sched_yield` otherwise (async-signal-safe).

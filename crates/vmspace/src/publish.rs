@@ -4,15 +4,17 @@
 //!
 //! Invariant: a reader only ever reads the copy `active` named when it announced itself in
 //! `readers[i]`, and the writer only changes copy `i` after it has seen `readers[i] == 0` while
-//! `active != i`. Announcing is `readers[i] += 1`, then re-checking `active == i` (SeqCst both): if the
-//! writer flipped `active` in between, the reader backs out and retries, so a reader that stays has
-//! been counted before the writer's wait began, or it saw the flip. Hence no reader ever sees a copy
-//! half-changed.
+//! `active != i`. Announcing is `readers[i] += 1`, `fence(SeqCst)`, then re-checking `active == i`; the
+//! writer flips `active`, `fence(SeqCst)`, then reads `readers[i]`. The two fences order the two
+//! store-then-load pairs (Dekker's pattern), so either the reader sees the flip and backs out, or the
+//! writer sees the reader and waits for it. Hence no reader ever sees a copy half-changed. Data of a
+//! copy is published by the flip (release/acquire) and returned by the reader's exit (release, seen
+//! by the writer's acquire load of the count).
 //!
 //! Writing is: change the inactive copy, flip `active`, wait for the old copy's readers to leave,
 //! then bring the old copy up to date by replaying the same (deterministic) change on it.
 
-use crate::primitive::{AtomicU64, AtomicUsize, Ordering, UnsafeCell, spin_wait};
+use crate::primitive::{AtomicU64, AtomicUsize, Ordering, UnsafeCell, fence, spin_wait};
 
 /// Two copies of `T` with wait-free reads and one writer at a time.
 pub struct LeftRight<T> {
@@ -50,17 +52,18 @@ impl<T: Clone> LeftRight<T> {
     /// moment it announces itself), never allocates, and is async-signal-safe.
     pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
         let i = loop {
-            let i = self.active.load(Ordering::SeqCst);
-            self.readers[i].fetch_add(1, Ordering::SeqCst);
-            if self.active.load(Ordering::SeqCst) == i {
+            let i = self.active.load(Ordering::Acquire);
+            self.readers[i].fetch_add(1, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            if self.active.load(Ordering::Acquire) == i {
                 break i;
             }
-            self.readers[i].fetch_sub(1, Ordering::SeqCst);
+            self.readers[i].fetch_sub(1, Ordering::Release);
         };
         struct Leave<'a>(&'a AtomicUsize);
         impl Drop for Leave<'_> {
             fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
+                self.0.fetch_sub(1, Ordering::Release);
             }
         }
         let _leave = Leave(&self.readers[i]);
@@ -91,7 +94,7 @@ pub struct WriteGuard<'a, T> {
 impl<T> WriteGuard<'_, T> {
     /// Runs `f` on the copy readers see now (it never changes while the lock is held).
     pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
-        let i = self.lr.active.load(Ordering::SeqCst);
+        let i = self.lr.active.load(Ordering::Relaxed);
         // SAFETY: only the lock holder changes copies, and it is us; we only read here.
         self.lr.copies[i].with(|p| f(unsafe { &*p }))
     }
@@ -108,10 +111,11 @@ impl<T> WriteGuard<'_, T> {
         replay: impl FnOnce(&mut T, &T),
     ) -> R {
         let lr = self.lr;
-        let i = lr.active.load(Ordering::SeqCst);
+        // Only the lock holder stores `active`, and it is us.
+        let i = lr.active.load(Ordering::Relaxed);
         let j = 1 - i;
         // Readers that entered `j` before the last flip must be gone before we touch it.
-        while lr.readers[j].load(Ordering::SeqCst) != 0 {
+        while lr.readers[j].load(Ordering::Acquire) != 0 {
             spin_wait();
         }
         // SAFETY: `j` is inactive and has no counted readers; new readers back out (they see `i`).
@@ -119,8 +123,9 @@ impl<T> WriteGuard<'_, T> {
         if !changed {
             return r;
         }
-        lr.active.store(j, Ordering::SeqCst);
-        while lr.readers[i].load(Ordering::SeqCst) != 0 {
+        lr.active.store(j, Ordering::Release);
+        fence(Ordering::SeqCst);
+        while lr.readers[i].load(Ordering::Acquire) != 0 {
             spin_wait();
         }
         // SAFETY: `i` is now inactive with no counted readers; `j` is only read.
