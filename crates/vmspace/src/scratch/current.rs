@@ -1,0 +1,144 @@
+//! Per-thread state: the calling thread's slot (the seed's `uthread->t_dtrace_scratch`), and a
+//! one-slot cache of a freed slot.
+//!
+//! * `current`: claimed on first use, released by a thread-local destructor when the thread exits
+//!   (the seed's uthread cleanup), claimed anew when an `exec_exit` or a fork retired the one it had.
+//! * The cache: a release keeps the freed slot here when the cache is empty, and the thread's next
+//!   claim takes it back, so a thread that claims and releases in turn touches no shared cache line
+//!   but the slot's own state word. The cached slot is free (its state word says so, so copies of old
+//!   handles still cannot release it) but owned by this thread, outside the free list; at thread exit
+//!   it goes onto the free list. Cost: up to one free slot per thread is out of other threads' reach.
+//!
+//! Each thread keeps a short list, one entry per scratch space it used: a `Weak` to the space's shared
+//! state (so a thread never keeps a space alive), and each slot with the space's retire epoch when it
+//! was taken. A slot whose epoch is no longer the space's was retired with its page: it is dropped.
+
+use std::cell::RefCell;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use super::lock::generation;
+use super::{Inner, ScratchError, ScratchSlot, ScratchSpace, SlotView};
+
+struct Held {
+    inner: Weak<Inner>,
+    /// This thread's slot, and the epoch it was claimed in.
+    current: Option<(ScratchSlot, u64)>,
+    /// A free slot this thread owns, and the epoch it was freed in.
+    cached: Option<(u32, u64)>,
+}
+
+struct Registry(RefCell<Vec<Held>>);
+
+impl Drop for Registry {
+    /// Thread exit: every slot goes back to its space (errors mean the space retired it already).
+    fn drop(&mut self) {
+        for held in self.0.get_mut().drain(..) {
+            let Some(inner) = held.inner.upgrade() else { continue };
+            if let Some((slot, _)) = held.current {
+                // This thread's locals are gone, so the slot cannot go to the cache: the free list.
+                let _ = inner.release(slot);
+            }
+            if let Some((index, epoch)) = held.cached {
+                if epoch == inner.epoch.load(Ordering::Acquire)
+                    && inner.fork_gen.load(Ordering::Acquire) == generation()
+                {
+                    inner.pool.push(index);
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    static HELD: Registry = const { Registry(RefCell::new(Vec::new())) };
+}
+
+fn same(held: &Held, inner: &Arc<Inner>) -> bool {
+    core::ptr::eq(Weak::as_ptr(&held.inner), Arc::as_ptr(inner))
+}
+
+/// Runs `f` on this thread's entry for `inner` (made if missing); `None` while the thread's locals
+/// are being destroyed.
+#[inline]
+fn with_entry<R>(inner: &Arc<Inner>, f: impl FnOnce(&mut Held) -> R) -> Option<R> {
+    HELD.try_with(|reg| {
+        let mut held = reg.0.borrow_mut();
+        if let Some(h) = held.iter_mut().find(|h| same(h, inner)) {
+            return f(h);
+        }
+        held.retain(|h| h.inner.strong_count() > 0);
+        held.push(Held { inner: Arc::downgrade(inner), current: None, cached: None });
+        let last = held.len() - 1;
+        f(&mut held[last])
+    })
+    .ok()
+}
+
+/// Takes the cached free slot, if this thread has one from the current epoch (a stale one is dropped).
+#[inline]
+pub(super) fn take_cached(inner: &Arc<Inner>) -> Option<u32> {
+    HELD.try_with(|reg| {
+        let mut held = reg.0.borrow_mut();
+        let (index, epoch) = held.iter_mut().find(|h| same(h, inner))?.cached.take()?;
+        (epoch == inner.epoch.load(Ordering::Acquire)).then_some(index)
+    })
+    .ok()
+    .flatten()
+}
+
+/// Keeps a freed slot (already marked free) in this thread's cache; false if the cache is full or the
+/// thread is exiting (the caller then pushes it onto the free list).
+#[inline]
+pub(super) fn put_cached(inner: &Arc<Inner>, index: u32) -> bool {
+    let epoch = inner.epoch.load(Ordering::Acquire);
+    with_entry(inner, |h| {
+        if h.cached.is_some() {
+            return false;
+        }
+        h.cached = Some((index, epoch));
+        true
+    })
+    .unwrap_or(false)
+}
+
+/// [`ScratchSpace::current`].
+#[inline]
+pub(super) fn current(space: &ScratchSpace<'_>) -> Result<SlotView, ScratchError> {
+    let inner = &space.inner;
+    let found = HELD
+        .try_with(|reg| {
+            let held = reg.0.borrow();
+            let (slot, epoch) = held.iter().find(|h| same(h, inner))?.current?;
+            let valid = epoch == inner.epoch.load(Ordering::Acquire)
+                && inner.fork_gen.load(Ordering::Acquire) == generation();
+            valid.then_some(slot.view)
+        })
+        .map_err(|_| ScratchError::ThreadExiting)?;
+    match found {
+        Some(view) => Ok(view),
+        None => claim_current(space),
+    }
+}
+
+#[cold]
+fn claim_current(space: &ScratchSpace<'_>) -> Result<SlotView, ScratchError> {
+    let inner = &space.inner;
+    loop {
+        // A pending fork reset would bump the epoch inside the claim: do it first.
+        inner.reset_if_forked();
+        let epoch = inner.epoch.load(Ordering::Acquire);
+        let slot = space.claim()?;
+        if inner.epoch.load(Ordering::Acquire) != epoch {
+            // exec_exit ran meanwhile: the slot may be retired already; give it back and retry.
+            let _ = inner.release(slot);
+            continue;
+        }
+        // A stale previous slot was retired with its page: nothing to give back.
+        if with_entry(inner, |h| h.current = Some((slot, epoch))).is_none() {
+            let _ = inner.release(slot);
+            return Err(ScratchError::ThreadExiting);
+        }
+        return Ok(slot.view);
+    }
+}
