@@ -143,9 +143,9 @@ fn explain(sh: &Shared, addr: u64, sig: libc::c_int, msg: &mut Msg) -> Verdict {
         Seen::Reservation(stack) => match grow(sh, addr) {
             Ok(_) => Verdict::Retry,
             Err(why) => {
-                let _ = write!(
+                let _ = writeln!(
                     msg,
-                    "vmspace: stack overflow at {addr:#x}: the stack {:#x}..{:#x} ({} KiB) cannot grow: {why}\n",
+                    "vmspace: stack overflow at {addr:#x}: the stack {:#x}..{:#x} ({} KiB) cannot grow: {why}",
                     stack.start,
                     stack.end,
                     (stack.end - stack.start) / 1024
@@ -154,9 +154,9 @@ fn explain(sh: &Shared, addr: u64, sig: libc::c_int, msg: &mut Msg) -> Verdict {
             }
         },
         Seen::Overflow(stack) => {
-            let _ = write!(
+            let _ = writeln!(
                 msg,
-                "vmspace: stack overflow at {addr:#x}: the stack {:#x}..{:#x} ({} KiB) reached its size limit\n",
+                "vmspace: stack overflow at {addr:#x}: the stack {:#x}..{:#x} ({} KiB) reached its size limit",
                 stack.start,
                 stack.end,
                 (stack.end - stack.start) / 1024
@@ -164,9 +164,9 @@ fn explain(sh: &Shared, addr: u64, sig: libc::c_int, msg: &mut Msg) -> Verdict {
             Verdict::Report
         }
         Seen::Entry(r, prot, max, flags) if flags.contains(EntryFlags::GUARD) => {
-            let _ = write!(
+            let _ = writeln!(
                 msg,
-                "vmspace: guard region hit at {addr:#x} ({signame}): guard {:#x}..{:#x} {prot}/{max}\n",
+                "vmspace: guard region hit at {addr:#x} ({signame}): guard {:#x}..{:#x} {prot}/{max}",
                 r.start, r.end
             );
             Verdict::Report
@@ -177,9 +177,9 @@ fn explain(sh: &Shared, addr: u64, sig: libc::c_int, msg: &mut Msg) -> Verdict {
             if flags.contains(EntryFlags::STACK) && LAST_RETRY.swap(addr, Ordering::SeqCst) != addr {
                 return Verdict::Retry;
             }
-            let _ = write!(
+            let _ = writeln!(
                 msg,
-                "vmspace: protection violation at {addr:#x} ({signame}): {:#x}..{:#x} is {prot} (max {max}){}\n",
+                "vmspace: protection violation at {addr:#x} ({signame}): {:#x}..{:#x} is {prot} (max {max}){}",
                 r.start,
                 r.end,
                 if flags.contains(EntryFlags::SEALED) { ", sealed" } else { "" }
@@ -187,9 +187,9 @@ fn explain(sh: &Shared, addr: u64, sig: libc::c_int, msg: &mut Msg) -> Verdict {
             Verdict::Report
         }
         Seen::Hole => {
-            let _ = write!(
+            let _ = writeln!(
                 msg,
-                "vmspace: access to unmapped memory at {addr:#x} ({signame}), inside a vmspace reservation\n"
+                "vmspace: access to unmapped memory at {addr:#x} ({signame}), inside a vmspace reservation"
             );
             Verdict::Report
         }

@@ -119,7 +119,7 @@ fn guard_hit_is_reported_with_its_range() {
     let (sig, _, err) = child("guard");
     assert_eq!(sig, Some(libc::SIGSEGV), "stderr: {err}");
     let range = err.lines().next().unwrap().trim_start_matches("guard at ").to_string();
-    assert!(err.contains(&format!("vmspace: guard region hit at")), "stderr: {err}");
+    assert!(err.contains("vmspace: guard region hit at"), "stderr: {err}");
     assert!(err.contains(&format!("guard {range}")), "stderr: {err}");
 }
 
@@ -128,7 +128,7 @@ fn write_to_read_only_memory_is_reported_with_its_range() {
     let (sig, _, err) = child("readonly");
     assert_eq!(sig, Some(libc::SIGSEGV), "stderr: {err}");
     let range = err.lines().next().unwrap().trim_start_matches("read-only at ").to_string();
-    assert!(err.contains(&format!("protection violation at")), "stderr: {err}");
+    assert!(err.contains("protection violation at"), "stderr: {err}");
     assert!(err.contains(&format!("{range} is r-- (max rwx)")), "stderr: {err}");
 }
 
