@@ -231,6 +231,39 @@ impl AddressSpace {
         self.apply(|m| m.seal(range.clone()))
     }
 
+    /// Faults `range` in now (`MAP_PREFAULT`, `VM_FAULT_*` done ahead): `MADV_POPULATE_WRITE` (or
+    /// `_READ` when `write` is false) on Linux 5.14+. Older kernels get a read of every page, which
+    /// maps it (readable pages only; a write-populate there only reads). The range must be mapped.
+    pub fn populate(&self, range: Range<u64>, write: bool) -> Result<(), Error> {
+        let readable = self.read(|m| {
+            m.check_protection(range.clone(), if write { Prot::RW } else { Prot::READ })
+                && m.overlapping(range.clone()).all(|e| !e.flags().contains(EntryFlags::GUARD))
+        });
+        if !readable {
+            return Err(Error::Vm(VmError::ProtectionFailure));
+        }
+        if os::features().populate {
+            let a = if write { os::Advice::PopulateWrite } else { os::Advice::PopulateRead };
+            return os::advise(range.start, range.end - range.start, a)
+                .map_err(|source| Error::Os { call: "madvise", source });
+        }
+        let ps = os::page_size();
+        for page in (range.start..range.end).step_by(ps as usize) {
+            // SAFETY: the page is mapped readable (checked above) in memory this space owns.
+            unsafe { std::ptr::read_volatile(page as *const u8) };
+        }
+        Ok(())
+    }
+
+    /// Sets or clears `MAP_WIREFUTURE` (`mlockall(MCL_FUTURE | MCL_ONFAULT)` for this space): later
+    /// mappings and stack growth are wired as they fault in.
+    pub fn set_wire_future(&self, on: bool) -> Result<(), Error> {
+        self.change(|m| {
+            m.set_wire_future(on);
+            Ok(())
+        })
+    }
+
     /// A copy of the entry containing `addr` (`vm_map_lookup_entry`).
     pub fn lookup_entry(&self, addr: u64) -> Option<Entry<Backing>> {
         self.read(|m| m.lookup_entry(addr).cloned())
@@ -519,7 +552,12 @@ impl Kernel<'_> {
                     None => Ok(()),
                 }
             }
-            Effect::Wire(r) => self.each(map, r, |k, e, piece| k.lock(e, &piece)),
+            // Under wire_future (mlockall(MCL_FUTURE)) new memory is locked as it faults in
+            // (VM_FAULT_CHANGE_WIRING done lazily: mlock2(MLOCK_ONFAULT)).
+            Effect::Wire(r) => {
+                let future = map.wire_future();
+                self.each(map, r, |k, e, piece| k.lock(e, &piece, future))
+            }
             Effect::Unwire(r) => self.call("munlock", || os::unlock(r.start, r.end - r.start)),
             Effect::Guard(r) => {
                 if self.prot_guards {
@@ -538,9 +576,11 @@ impl Kernel<'_> {
 
     /// `mlock` a piece of an entry; inaccessible pages (`PROT_NONE`, guards) are locked on fault, since
     /// Linux cannot populate them (plain `mlock` marks them locked and then fails with ENOMEM).
-    fn lock(&mut self, e: &Entry<Backing>, piece: &Range<u64>) -> Result<(), Error> {
-        let on_fault =
-            self.opts.wire_on_fault || self.kernel_prot(e).is_none() || e.flags().contains(EntryFlags::GUARD);
+    fn lock(&mut self, e: &Entry<Backing>, piece: &Range<u64>, future: bool) -> Result<(), Error> {
+        let on_fault = future
+            || self.opts.wire_on_fault
+            || self.kernel_prot(e).is_none()
+            || e.flags().contains(EntryFlags::GUARD);
         self.call("mlock", || os::lock(piece.start, piece.end - piece.start, on_fault))
     }
 
@@ -607,7 +647,7 @@ impl Kernel<'_> {
             }
             at = piece.end;
             if e.wired_count() > 0 {
-                self.lock(e, &piece)?;
+                self.lock(e, &piece, false)?;
             } else {
                 self.call("munlock", || os::unlock(piece.start, piece.end - piece.start))?;
             }

@@ -251,3 +251,25 @@ fn threads_share_a_space() {
     }
     agree(&s);
 }
+
+#[test]
+fn populate_and_wire_future() {
+    let s = AddressSpace::reserve(1 << 22).unwrap();
+    let a = s.map(16 * PS, rw()).unwrap();
+    s.populate(a..a + 16 * PS, true).unwrap();
+    assert_eq!(s.stats().unwrap().resident, 16 * PS, "populate faults every page in");
+    let r = s.map(4 * PS, MapSpec::new(Prot::READ, Prot::ALL)).unwrap();
+    assert!(s.populate(r..r + 4 * PS, true).is_err(), "write-populating read-only memory is refused");
+    s.populate(r..r + 4 * PS, false).unwrap();
+    s.set_wire_future(true).unwrap();
+    let w = s.map(8 * PS, rw()).unwrap();
+    assert!(s.lookup_entry(w).unwrap().user_wired(), "wire_future wires new mappings");
+    let before = s.stats().unwrap().resident;
+    write(w, 1);
+    assert_eq!(s.stats().unwrap().resident, before + PS, "locked on fault: only the touched page came in");
+    agree(&s);
+    s.set_wire_future(false).unwrap();
+    let plain = s.map(PS, rw()).unwrap();
+    assert!(!s.lookup_entry(plain).unwrap().user_wired());
+    agree(&s);
+}
