@@ -48,7 +48,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::mem::MaybeUninit;
 use core::ptr;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::store::{GapRequest, Item, StoreFull};
 
@@ -408,6 +408,8 @@ pub struct Tree<V> {
     /// `vm_map.hint`). Validated before use, so a stale hint is merely a slower lookup; atomic only so that
     /// a shared tree stays `Sync`.
     hint: AtomicU64,
+    /// The leaf the last descent ended in (see `leaf_for`); validated before use.
+    finger: AtomicU32,
 }
 
 impl<V: Clone> Clone for Tree<V> {
@@ -424,6 +426,7 @@ impl<V: Clone> Clone for Tree<V> {
             free_inners: self.free_inners,
             alloc_allowed: self.alloc_allowed,
             hint: AtomicU64::new(NO_HINT),
+            finger: AtomicU32::new(NIL),
         }
     }
 }
@@ -465,6 +468,7 @@ impl<V> Tree<V> {
             free_inners: FreeList::EMPTY,
             alloc_allowed: true,
             hint: AtomicU64::new(NO_HINT),
+            finger: AtomicU32::new(NIL),
         }
     }
 
@@ -484,12 +488,25 @@ impl<V> Tree<V> {
     /// level (the first child if there is none). The tree must not be empty.
     #[inline]
     fn leaf_for(&self, addr: u64) -> u32 {
+        // The finger: the leaf the last descent ended in. It answers without a descent when `addr`
+        // falls between its first start and the next leaf's, a property of the leaf chain alone, so a
+        // finger that points at a reused or freed leaf is simply not taken.
+        let f = self.finger.load(Ordering::Relaxed);
+        if let Some(leaf) = self.leaves.get(f as usize)
+            && leaf.len > 0
+            && leaf.parent != FREE
+            && leaf.items()[0].start <= addr
+            && (leaf.next == NIL || addr < self.leaves[leaf.next as usize].items()[0].start)
+        {
+            return f;
+        }
         let mut node = self.root;
         for _ in 0..self.height {
             let n = &self.inners[node as usize];
             let c = count_le(&n.keys[..n.len as usize], addr);
             node = n.kids[c.saturating_sub(1)];
         }
+        self.finger.store(node, Ordering::Relaxed);
         node
     }
 
