@@ -23,4 +23,5 @@ pub(crate) fn thread_id() -> u64 {
     rustix::thread::gettid().as_raw_nonzero().get() as u64
 }
 pub mod procmaps;
+pub mod reclaim;
 pub mod scratch;

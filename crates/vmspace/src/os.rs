@@ -281,3 +281,124 @@ pub fn memfd(name: &str, len: u64) -> io::Result<OwnedFd> {
     rustix::fs::ftruncate(&fd, len)?;
     Ok(fd)
 }
+
+/// `PIDFD_SELF_THREAD_GROUP` (Linux 6.14): a pidfd naming the calling process, valid in every process
+/// (a fork child's `PIDFD_SELF` is the child).
+const PIDFD_SELF_PROCESS: libc::c_int = -20000;
+/// `UIO_MAXIOV`: the most iovecs one `process_madvise` call takes.
+pub const MADVISE_BATCH_MAX: usize = 1024;
+
+/// How this process can batch `madvise` calls, detected once ([`madvise_batching`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batching {
+    /// `process_madvise(PIDFD_SELF, ..)`: Linux 6.14 with every advice allowed on the caller itself.
+    PidfdSelf,
+    /// `process_madvise(pidfd_open(getpid()), ..)`: Linux 6.13's self-advice through a real pidfd (opened
+    /// per batch, so a fork child never advises its parent).
+    PidfdOpen,
+    /// No `process_madvise` for `MADV_FREE`/`MADV_DONTNEED` on ourselves: one `madvise` per range.
+    None,
+}
+
+/// Whether `process_madvise` can carry `MADV_FREE` and `MADV_DONTNEED` for this process, probed once on a
+/// scratch page.
+pub fn madvise_batching() -> Batching {
+    static B: OnceLock<Batching> = OnceLock::new();
+    *B.get_or_init(|| {
+        let ps = page_size();
+        let Ok(addr) = reserve(ps) else { return Batching::None };
+        let mut found = Batching::None;
+        if map_fixed(addr, ps, Prot::RW, Fixed::Anonymous).is_ok() {
+            for (how, pidfd) in [(Batching::PidfdSelf, Some(PIDFD_SELF_PROCESS)), (Batching::PidfdOpen, None)]
+            {
+                let ok = [libc::MADV_FREE, libc::MADV_DONTNEED]
+                    .iter()
+                    .all(|a| process_madvise_raw(pidfd, &[(addr, ps)], *a).is_ok_and(|n| n == ps as usize));
+                if ok {
+                    found = how;
+                    break;
+                }
+            }
+        }
+        let _ = unmap(addr, ps);
+        found
+    })
+}
+
+/// `process_madvise(pidfd, iov, n, advice, 0)` on this process; `pidfd == None` opens one with
+/// `pidfd_open(getpid(), 0)` for this call. Returns the bytes advised.
+fn process_madvise_raw(
+    pidfd: Option<libc::c_int>,
+    ranges: &[(u64, u64)],
+    advice: libc::c_int,
+) -> io::Result<usize> {
+    let iov: Vec<libc::iovec> =
+        ranges.iter().map(|&(a, l)| libc::iovec { iov_base: ptr(a), iov_len: l as usize }).collect();
+    let (fd, opened) = match pidfd {
+        Some(fd) => (fd, false),
+        None => {
+            // SAFETY: a raw syscall with integer arguments; it returns a new descriptor or -1.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            (fd as libc::c_int, true)
+        }
+    };
+    // SAFETY: `iov` holds `iov.len()` valid iovecs describing ranges of this process that the caller owns
+    // and holds no references into (the advice is FREE or DONTNEED); the kernel only reads the array.
+    let r = unsafe {
+        libc::syscall(libc::SYS_process_madvise, fd, iov.as_ptr(), iov.len(), advice, 0 as libc::c_uint)
+    };
+    let result = if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) };
+    if opened {
+        // SAFETY: `fd` is the descriptor pidfd_open gave us above, closed exactly once.
+        unsafe { libc::close(fd) };
+    }
+    result
+}
+
+/// Destructive advice on many ranges at once: `process_madvise` in batches of up to
+/// [`MADVISE_BATCH_MAX`] ranges where the kernel has it ([`madvise_batching`]) and `batch` is set, else (or
+/// for a batch the kernel refused part of) one `madvise` per range. `free` chooses `MADV_FREE` over
+/// `MADV_DONTNEED`.
+///
+/// Returns the number of system calls made and the ranges that failed (index into `ranges`, errno).
+/// The caller owns every range and holds no references into them.
+pub fn advise_many(ranges: &[(u64, u64)], free: bool, batch: bool) -> (u64, Vec<(usize, i32)>) {
+    let advice = if free { Advice::Free } else { Advice::DontNeed };
+    let raw = if free { libc::MADV_FREE } else { libc::MADV_DONTNEED };
+    let mut calls = 0u64;
+    let mut failed = Vec::new();
+    let how = if batch && ranges.len() > 1 { madvise_batching() } else { Batching::None };
+    for (c, chunk) in ranges.chunks(MADVISE_BATCH_MAX).enumerate() {
+        let base = c * MADVISE_BATCH_MAX;
+        if how != Batching::None {
+            let pidfd = if how == Batching::PidfdSelf { Some(PIDFD_SELF_PROCESS) } else { None };
+            let want: u64 = chunk.iter().map(|r| r.1).sum();
+            calls += 1;
+            if process_madvise_raw(pidfd, chunk, raw).is_ok_and(|n| n as u64 == want) {
+                continue;
+            }
+        }
+        for (i, &(a, l)) in chunk.iter().enumerate() {
+            calls += 1;
+            if let Err(e) = advise(a, l, advice) {
+                failed.push((base + i, e.raw_os_error().unwrap_or(libc::EIO)));
+            }
+        }
+    }
+    (calls, failed)
+}
+
+/// `getrusage(RUSAGE_SELF)`: (minor page faults, peak resident set in bytes) of this process.
+pub fn rusage() -> (u64, u64) {
+    // SAFETY: `getrusage` fills the zeroed struct we pass; a zeroed `rusage` is a valid value.
+    unsafe {
+        let mut u: libc::rusage = core::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) != 0 {
+            return (0, 0);
+        }
+        (u.ru_minflt as u64, (u.ru_maxrss as u64).saturating_mul(1024))
+    }
+}
