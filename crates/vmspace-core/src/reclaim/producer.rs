@@ -5,8 +5,9 @@
 //! reclaimer only claims below a `tail` it has read) and an id it has won with the handshake — store
 //! `tail = id`, `fence(SeqCst)`, load `busy`, and touch the slot only if `id >= busy`. The reclaimer does
 //! the mirror image (store `busy`, `fence(SeqCst)`, load `tail`), so of two parties claiming one id at
-//! most one sees its claim succeed. Every exit path restores `tail`. Slot writes are fenced before the
-//! `tail` store that publishes them.
+//! most one sees its claim succeed. Every exit path restores `tail`. Slot writes are published by a
+//! release fence before the `tail` store that covers them (the reclaimer's acquire fence after it
+//! reads `tail` pairs with it); only the handshake needs `SeqCst`.
 
 use super::layout::{REGION_SIZE_MAX, RawEntry, RingMemory, RingView};
 use super::primitive::{Ordering, RELAXED, fence};
@@ -108,7 +109,7 @@ impl<M: RingMemory> Producer<M> {
                 // The slot of `tail` held `tail - capacity < head`, which the reclaimer has finished
                 // with (the acquire fence in `load_head` orders its reads before our write).
                 v.slot(self.tail, self.capacity).write(entry);
-                fence(Ordering::SeqCst); // publish the entry before the tail that covers it
+                fence(Ordering::Release); // publish the entry before the tail that covers it
                 h.tail.store(self.tail + 1, RELAXED);
                 self.tail += 1;
                 self.tail - 1
@@ -133,7 +134,7 @@ impl<M: RingMemory> Producer<M> {
                     return Err(ReclaimError::InvalidId);
                 }
                 slot.write(entry);
-                fence(Ordering::SeqCst); // the entry is visible before the restored tail covers it again
+                fence(Ordering::Release); // the entry is visible before the restored tail covers it again
                 self.restore_tail(&v);
                 id
             }
@@ -196,7 +197,7 @@ impl<M: RingMemory> Producer<M> {
             return Err(e);
         }
         slot.clear();
-        fence(Ordering::SeqCst); // the hole is visible before the restored tail covers it again
+        fence(Ordering::Release); // the hole is visible before the restored tail covers it again
         self.restore_tail(&v);
         let update_accounting = self.account(&v, size, false);
         Ok(Cancelled { state: ReclaimState::Unreclaimed, update_accounting })
