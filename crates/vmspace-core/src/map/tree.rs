@@ -410,7 +410,19 @@ pub struct Tree<V> {
     hint: AtomicU64,
     /// The leaf the last descent ended in (see `leaf_for`); validated before use.
     finger: AtomicU32,
+    /// `[first start of the finger leaf, first start of the next leaf)` when the finger was set: a
+    /// prefilter, so a lookup far away touches no memory to reject the finger (validation still reads
+    /// the leaf, so stale bounds only cost a descent).
+    finger_lo: AtomicU64,
+    finger_hi: AtomicU64,
+    /// A window around the hinted item (`HINT_WINDOW` each side): lookups outside it skip the hint and
+    /// its neighbours without touching them.
+    near_lo: AtomicU64,
+    near_hi: AtomicU64,
 }
+
+/// How far around the hinted item a lookup still tries the hint and its neighbours first.
+const HINT_WINDOW: u64 = 16 << 20;
 
 impl<V: Clone> Clone for Tree<V> {
     fn clone(&self) -> Self {
@@ -427,6 +439,10 @@ impl<V: Clone> Clone for Tree<V> {
             alloc_allowed: self.alloc_allowed,
             hint: AtomicU64::new(NO_HINT),
             finger: AtomicU32::new(NIL),
+            finger_lo: AtomicU64::new(u64::MAX),
+            finger_hi: AtomicU64::new(0),
+            near_lo: AtomicU64::new(u64::MAX),
+            near_hi: AtomicU64::new(0),
         }
     }
 }
@@ -469,6 +485,10 @@ impl<V> Tree<V> {
             alloc_allowed: true,
             hint: AtomicU64::new(NO_HINT),
             finger: AtomicU32::new(NIL),
+            finger_lo: AtomicU64::new(u64::MAX),
+            finger_hi: AtomicU64::new(0),
+            near_lo: AtomicU64::new(u64::MAX),
+            near_hi: AtomicU64::new(0),
         }
     }
 
@@ -492,7 +512,9 @@ impl<V> Tree<V> {
         // falls between its first start and the next leaf's, a property of the leaf chain alone, so a
         // finger that points at a reused or freed leaf is simply not taken.
         let f = self.finger.load(Ordering::Relaxed);
-        if let Some(leaf) = self.leaves.get(f as usize)
+        if addr >= self.finger_lo.load(Ordering::Relaxed)
+            && addr < self.finger_hi.load(Ordering::Relaxed)
+            && let Some(leaf) = self.leaves.get(f as usize)
             && leaf.len > 0
             && leaf.parent != FREE
             && leaf.items()[0].start <= addr
@@ -507,7 +529,23 @@ impl<V> Tree<V> {
             node = n.kids[c.saturating_sub(1)];
         }
         self.finger.store(node, Ordering::Relaxed);
+        if let Some(leaf) = self.leaves.get(node as usize)
+            && leaf.len > 0
+        {
+            let hi =
+                if leaf.next == NIL { u64::MAX } else { self.leaves[leaf.next as usize].items()[0].start };
+            self.finger_lo.store(leaf.items()[0].start, Ordering::Relaxed);
+            self.finger_hi.store(hi, Ordering::Relaxed);
+        }
         node
+    }
+
+    /// Remembers `pos` as the last item found, with the window where trying it first pays.
+    fn set_hint(&self, pos: (u32, usize)) {
+        let it = self.at(pos);
+        self.hint.store(pack(pos.0, pos.1), Ordering::Relaxed);
+        self.near_lo.store(it.start.saturating_sub(HINT_WINDOW), Ordering::Relaxed);
+        self.near_hi.store(it.end.saturating_add(HINT_WINDOW), Ordering::Relaxed);
     }
 
     /// Position of the item with the greatest start `<= addr`.
@@ -585,6 +623,8 @@ impl<V> Tree<V> {
     pub fn containing(&self, addr: u64) -> Option<&Item<V>> {
         let h = self.hint.load(Ordering::Relaxed);
         if h != NO_HINT
+            && addr >= self.near_lo.load(Ordering::Relaxed)
+            && addr < self.near_hi.load(Ordering::Relaxed)
             && let Some(leaf) = self.leaves.get((h >> 32) as usize)
             && let s = (h & 0xffff_ffff) as usize
             && let Some(it) = leaf.items().get(s)
@@ -608,7 +648,7 @@ impl<V> Tree<V> {
                     return None;
                 }
                 if addr < n.end {
-                    self.hint.store(pack(next.0, next.1), Ordering::Relaxed);
+                    self.set_hint(next);
                     return Some(n);
                 }
             } else {
@@ -624,7 +664,7 @@ impl<V> Tree<V> {
                     return None;
                 }
                 if addr >= p.start {
-                    self.hint.store(pack(prev.0, prev.1), Ordering::Relaxed);
+                    self.set_hint(prev);
                     return Some(p);
                 }
             }
@@ -634,7 +674,7 @@ impl<V> Tree<V> {
         if addr >= it.end {
             return None;
         }
-        self.hint.store(pack(pos.0, pos.1), Ordering::Relaxed);
+        self.set_hint(pos);
         Some(it)
     }
 
