@@ -5,3 +5,4 @@ pub mod mapview;
 pub mod out;
 pub mod replay;
 pub mod top;
+pub mod tour;

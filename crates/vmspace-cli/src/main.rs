@@ -92,7 +92,8 @@ enum Cmd {
         /// Which benchmark: map, space, ring, scratch, all.
         which: Option<String>,
     },
-    /// A guided run on real memory (not available yet).
+    /// A guided run on real memory: reserve, map, protect, guard, wire, fork, grow a stack, enter and
+    /// cancel in a reclaim ring, run code from a scratch slot; the map after each step.
     #[command(after_help = "Examples:\n  vmspace tour")]
     Tour,
     /// Write a synthetic trace of N memory calls to standard output (for measuring replay speed).
@@ -189,7 +190,10 @@ fn run() -> Result<u8, String> {
             };
             let p = ProcMaps::load(pid).map_err(|e| e.to_string())?;
             if p.regions.is_empty() {
-                return Err(format!("pid {pid} ({}) has no address space (a kernel thread, or a zombie)", p.status.name));
+                return Err(format!(
+                    "pid {pid} ({}) has no address space (a kernel thread, or a zombie)",
+                    p.status.name
+                ));
             }
             let mmc = procmaps::max_map_count();
             if let Some(f) = &svg {
@@ -209,8 +213,13 @@ fn run() -> Result<u8, String> {
             print(&out)?;
             Ok(code as u8)
         }
-        Cmd::Bench { .. } => Err("`vmspace bench` is not available yet: the benchmark libraries are not built".into()),
-        Cmd::Tour => Err("`vmspace tour` is not available yet: AddressSpace, the reclaim ring and the scratch space are not wired in".into()),
+        Cmd::Bench { .. } => {
+            Err("`vmspace bench` is not available yet: the benchmark libraries are not built".into())
+        }
+        Cmd::Tour => {
+            vmspace_cli::tour::run()?;
+            Ok(0)
+        }
         Cmd::SynthTrace { calls } => {
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());

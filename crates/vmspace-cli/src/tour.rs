@@ -1,0 +1,141 @@
+//! `vmspace tour`: a guided run on real memory. Reserve, map, protect, guard, wire, fork, grow a stack,
+//! enter and cancel in a reclaim ring, run code from a scratch slot, and print the map after each
+//! step, checking each time that the map and the kernel agree.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use vmspace::fault::spawn_on_stack;
+use vmspace::fork::{Forked, fork};
+use vmspace::reclaim::{Action, ReclaimRing};
+use vmspace::scratch::ScratchSpace;
+use vmspace::{AddressSpace, Advice, Inherit, MapSpec, Prot};
+
+const PS: u64 = 4096;
+
+fn step(n: u32, title: &str, space: &AddressSpace) -> Result<(), String> {
+    let agree = space.kernel_differences().map_err(|e| e.to_string())?;
+    println!("== {n}. {title}\n{space}");
+    if agree.is_empty() {
+        println!("   the map and /proc/self/smaps agree page by page\n");
+        Ok(())
+    } else {
+        Err(format!("the map and the kernel disagree after step {n}:\n{}", agree.join("\n")))
+    }
+}
+
+/// Recurses with 1 KiB frames, `depth` deep.
+#[inline(never)]
+fn recurse(depth: u32) -> u64 {
+    let frame = std::hint::black_box([depth as u8; 1024]);
+    if depth == 0 { u64::from(frame[0]) } else { recurse(depth - 1) + u64::from(frame[7]) }
+}
+
+/// Runs the tour, printing to standard output.
+pub fn run() -> Result<(), String> {
+    let e = |e: vmspace::Error| e.to_string();
+    let space = Arc::new(AddressSpace::reserve(256 << 20).map_err(e)?);
+    let r = space.range();
+    println!("reserved {:#x}..{:#x} (256 MiB, PROT_NONE, MAP_NORESERVE), owned by a VmMap\n", r.start, r.end);
+
+    let heap = space.map(256 * PS, MapSpec::new(Prot::RW, Prot::ALL)).map_err(e)?;
+    step(1, "map 1 MiB read-write", &space)?;
+
+    space.protect(heap + 16 * PS..heap + 17 * PS, Prot::READ).map_err(e)?;
+    space.guard(heap + 255 * PS..heap + 256 * PS).map_err(e)?;
+    space.wire(heap..heap + 4 * PS).map_err(e)?;
+    space.madvise(heap + 32 * PS..heap + 64 * PS, Advice::Sequential).map_err(e)?;
+    space.inherit(heap + 128 * PS..heap + 160 * PS, Inherit::None).map_err(e)?;
+    step(
+        2,
+        "protect a page, guard the last one, wire 16 KiB, advise sequential, don't-fork 128 KiB",
+        &space,
+    )?;
+
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    // SAFETY: the child only prints its map and leaves with _exit.
+    match unsafe { fork() }.map_err(|e| e.to_string())? {
+        Forked::Child => {
+            let ok = space.kernel_differences().map(|d| d.is_empty()).unwrap_or(false);
+            println!("== 3. in the forked child: no wiring, a hole where inheritance was none\n{space}");
+            println!("   the child's map and its kernel agree: {}\n", if ok { "yes" } else { "NO" });
+            let _ = std::io::stdout().flush();
+            // SAFETY: leaving the child without running the parent's destructors.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        Forked::Parent(pid) => {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+                return Err("the forked child's map disagreed with its kernel".into());
+            }
+        }
+    }
+
+    let s2 = Arc::clone(&space);
+    let t = spawn_on_stack(&space, 8 << 20, 64 << 10, move || {
+        let sum = recurse(1500);
+        let stack: u64 = s2
+            .regions()
+            .iter()
+            .filter(|e| e.flags().contains(vmspace::EntryFlags::STACK))
+            .map(|e| e.len())
+            .sum();
+        println!(
+            "== 4. a thread on an 8 MiB vmspace stack with 64 KiB mapped recursed 1.5 MiB deep (sum {sum})"
+        );
+        println!("   its stack grew on faults to {} KiB:\n{s2}", stack / 1024);
+    })
+    .map_err(e)?;
+    t.join().map_err(|_| "the stack thread panicked".to_string())?;
+    step(5, "after the thread: its stack is unmapped", &space)?;
+
+    let cap = ReclaimRing::round_capacity(64);
+    let mut ring = ReclaimRing::bound(&space, cap, cap).map_err(|e| e.to_string())?;
+    let a = space.map(16 * PS, MapSpec::new(Prot::RW, Prot::ALL)).map_err(e)?;
+    let b = space.map(16 * PS, MapSpec::new(Prot::RW, Prot::ALL)).map_err(e)?;
+    let ea = ring.try_enter(a, 16 * PS, Action::Deallocate, None).map_err(|e| e.to_string())?;
+    let eb = ring.try_enter(b, 16 * PS, Action::Deallocate, None).map_err(|e| e.to_string())?;
+    let ca = ring
+        .try_cancel(ea.id.ok_or("ring full")?, a, 16 * PS, Action::Deallocate)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "== 6. reclaim ring: entered two 64 KiB blocks, cancelled the first: {:?} (reusable: {})",
+        ca.state,
+        ca.state.is_reusable()
+    );
+    let flushed = ring.drain().map_err(|e| e.to_string())?;
+    let cb = ring
+        .try_cancel(eb.id.ok_or("ring full")?, b, 16 * PS, Action::Deallocate)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "   drained the ring ({} region, {} KiB); cancelling the second now says {:?}: the reclaimer unmapped it",
+        flushed.reclaimed,
+        flushed.bytes / 1024,
+        cb.state
+    );
+    step(7, "after the reclaim: the second block is gone from the map and the kernel", &space)?;
+    drop(ring);
+
+    let scratch = ScratchSpace::enable(&space).map_err(|e| e.to_string())?;
+    let slot = scratch.claim().map_err(|e| e.to_string())?;
+    #[cfg(target_arch = "x86_64")]
+    {
+        let code: [u8; 6] = [0xb8, 42, 0, 0, 0, 0xc3]; // mov eax, 42; ret
+        // SAFETY: the slot's writable alias is ours for as long as we hold the slot.
+        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), slot.write_addr() as *mut u8, code.len()) };
+        slot.view().sync_icache();
+        // SAFETY: the executable view holds the six bytes just written: a complete function.
+        let f: extern "C" fn() -> u32 = unsafe { std::mem::transmute(slot.addr() as usize) };
+        println!(
+            "== 8. scratch slot: wrote `mov eax, 42; ret` through {:#x} (rw-), ran it at {:#x} (r-x): {}",
+            slot.write_addr(),
+            slot.addr(),
+            f()
+        );
+    }
+    scratch.release(slot).map_err(|e| e.to_string())?;
+    step(9, "with the scratch page mapped twice (never writable and executable at one address)", &space)?;
+    Ok(())
+}
