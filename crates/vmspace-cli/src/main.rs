@@ -86,11 +86,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Run the comparison benchmarks (not available yet).
+    /// Run the comparison benchmarks in one process: each workload against its alternative, with ratios.
     #[command(after_help = "Examples:\n  vmspace bench\n  vmspace bench map --json")]
     Bench {
         /// Which benchmark: map, space, ring, scratch, all.
         which: Option<String>,
+        /// Print the table as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// A guided run on real memory: reserve, map, protect, guard, wire, fork, grow a stack, enter and
     /// cancel in a reclaim ring, run code from a scratch slot; the map after each step.
@@ -213,8 +216,10 @@ fn run() -> Result<u8, String> {
             print(&out)?;
             Ok(code as u8)
         }
-        Cmd::Bench { .. } => {
-            Err("`vmspace bench` is not available yet: the benchmark libraries are not built".into())
+        Cmd::Bench { which, json } => {
+            let rows = vmspace_cli::bench::run(which.as_deref().unwrap_or("all"))?;
+            print(&if json { vmspace_cli::bench::json(&rows) } else { vmspace_cli::bench::table(&rows) })?;
+            Ok(0)
         }
         Cmd::Tour => {
             vmspace_cli::tour::run()?;

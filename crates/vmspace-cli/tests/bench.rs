@@ -1,0 +1,20 @@
+//! `vmspace bench` measures each workload against its alternative and prints ratios.
+
+use std::process::Command;
+
+#[test]
+fn bench_prints_a_ratio_for_every_workload() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vmspace")).args(["bench", "ring", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        json.starts_with("[{") && json.contains("\"ratio\":") && json.contains("\"group\":\"ring\""),
+        "{json}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_vmspace")).args(["bench", "scratch"]).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && table.contains("claim + release") && table.contains("RATIO"), "{table}");
+    let bad = Command::new(env!("CARGO_BIN_EXE_vmspace")).args(["bench", "nonsense"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(1), "an unknown benchmark is a one-line error");
+    assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
+}
