@@ -87,13 +87,18 @@ enum Cmd {
         json: bool,
     },
     /// Run the comparison benchmarks in one process: each workload against its alternative, with ratios.
-    #[command(after_help = "Examples:\n  vmspace bench\n  vmspace bench map --json")]
+    #[command(
+        after_help = "Examples:\n  vmspace bench\n  vmspace bench map --json\n  vmspace bench all --plot ratios.svg"
+    )]
     Bench {
         /// Which benchmark: map, space, ring, scratch, all.
         which: Option<String>,
         /// Print the table as JSON.
         #[arg(long)]
         json: bool,
+        /// Also draw the ratios as an SVG bar chart.
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
     },
     /// A guided run on real memory: reserve, map, protect, guard, wire, fork, grow a stack, enter and
     /// cancel in a reclaim ring, run code from a scratch slot; the map after each step.
@@ -216,8 +221,12 @@ fn run() -> Result<u8, String> {
             print(&out)?;
             Ok(code as u8)
         }
-        Cmd::Bench { which, json } => {
+        Cmd::Bench { which, json, plot } => {
             let rows = vmspace_cli::bench::run(which.as_deref().unwrap_or("all"))?;
+            if let Some(f) = &plot {
+                std::fs::write(f, vmspace_cli::bench::svg(&rows))
+                    .map_err(|e| format!("{}: {e}", f.display()))?;
+            }
             print(&if json { vmspace_cli::bench::json(&rows) } else { vmspace_cli::bench::table(&rows) })?;
             Ok(0)
         }

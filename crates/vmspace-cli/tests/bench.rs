@@ -14,6 +14,21 @@ fn bench_prints_a_ratio_for_every_workload() {
     let out = Command::new(env!("CARGO_BIN_EXE_vmspace")).args(["bench", "scratch"]).output().unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && table.contains("claim + release") && table.contains("RATIO"), "{table}");
+    let svg = std::env::temp_dir().join(format!("vmspace-bench-{}.svg", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_vmspace"))
+        .args(["bench", "ring", "--plot"])
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let check = Command::new("python3")
+        .args(["-c", "import sys, xml.dom.minidom; d = xml.dom.minidom.parse(sys.argv[1]); print(len(d.getElementsByTagName('rect')))"])
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "the plot is not valid XML: {}", String::from_utf8_lossy(&check.stderr));
+    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "1", "one bar per workload");
+    std::fs::remove_file(&svg).unwrap();
     let bad = Command::new(env!("CARGO_BIN_EXE_vmspace")).args(["bench", "nonsense"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(1), "an unknown benchmark is a one-line error");
     assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
