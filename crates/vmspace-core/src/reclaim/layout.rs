@@ -89,6 +89,7 @@ pub struct RingHeader {
 
 impl RingHeader {
     /// A zeroed header (not yet [initialized](RingView::initialize)).
+    #[inline]
     pub fn new() -> RingHeader {
         RingHeader {
             va_in_buffer: AtomicU64::new(0),
@@ -150,11 +151,13 @@ pub(crate) const fn entry_check(address: u64, size: u32, action: u8) -> u32 {
 
 impl RawEntry {
     /// The entry a producer writes for a region.
+    #[inline]
     pub(crate) const fn new(address: u64, size: u32, action: Action) -> RawEntry {
         RawEntry { address, size, action: action.raw(), check: entry_check(address, size, action.raw()) }
     }
 
     /// An all-zero slot: a hole.
+    #[inline]
     pub(crate) const fn is_hole(&self) -> bool {
         self.address == 0 && self.size == 0 && self.action == 0
     }
@@ -167,6 +170,7 @@ impl RawEntry {
 
 impl Entry {
     /// An empty slot (a hole).
+    #[inline]
     pub fn new() -> Entry {
         Entry {
             address: AtomicU64::new(0),
@@ -176,6 +180,7 @@ impl Entry {
         }
     }
 
+    #[inline]
     pub(crate) fn read(&self) -> RawEntry {
         let c = &self.check;
         RawEntry {
@@ -186,6 +191,7 @@ impl Entry {
         }
     }
 
+    #[inline]
     pub(crate) fn write(&self, e: RawEntry) {
         self.address.store(e.address, RELAXED);
         self.size.store(e.size, RELAXED);
@@ -196,6 +202,7 @@ impl Entry {
         self.check[2].store(b2, RELAXED);
     }
 
+    #[inline]
     pub(crate) fn clear(&self) {
         self.write(RawEntry::default());
     }
@@ -234,6 +241,7 @@ pub struct RingView<'a> {
 impl<'a> RingView<'a> {
     /// A view over a header and an entry region the caller already holds (for example, both inside one
     /// `#[repr(C)]` struct). At most [`MAX_CAPACITY`] entries are used.
+    #[inline]
     pub fn new(header: &'a RingHeader, entries: &'a [Entry]) -> RingView<'a> {
         let n = entries.len().min(MAX_CAPACITY as usize);
         RingView { header, entries: &entries[..n] }
@@ -258,6 +266,7 @@ impl<'a> RingView<'a> {
     /// The values found there need not be valid: every bit pattern is a valid `RingHeader` and `Entry`,
     /// and the protocol validates what it reads.
     #[cfg(not(all(loom, test)))]
+    #[inline]
     pub unsafe fn from_raw_parts(ptr: *mut u8, len: usize) -> Result<RingView<'a>, ReclaimError> {
         if ptr.is_null() || (ptr as usize) % core::mem::align_of::<RingHeader>() != 0 {
             return Err(ReclaimError::InvalidArgument);
@@ -330,11 +339,13 @@ impl<'a> RingView<'a> {
         self.header.magic.load(RELAXED) == RING_MAGIC && self.header.version.load(RELAXED) == RING_VERSION
     }
 
+    #[inline]
     pub(crate) fn header(&self) -> &'a RingHeader {
         self.header
     }
 
     /// The slot of `id` under `capacity` (which the caller has checked is `1..=max_capacity()`).
+    #[inline]
     pub(crate) fn slot(&self, id: u64, capacity: u64) -> &'a Entry {
         &self.entries[(id % capacity) as usize]
     }
@@ -390,6 +401,7 @@ impl OwnedRing {
     ///
     /// `capacity == 0`, `max_capacity == 0` or `max_capacity < capacity` → `InvalidArgument`;
     /// `max_capacity > MAX_CAPACITY` → `InvalidCapacity`; allocation failure → `ResourceShortage`.
+    #[inline]
     pub fn new(capacity: u32, max_capacity: u32) -> Result<OwnedRing, ReclaimError> {
         if capacity == 0 || max_capacity == 0 || max_capacity < capacity {
             return Err(ReclaimError::InvalidArgument);

@@ -87,6 +87,7 @@ unsafe impl Send for RawRing {}
 unsafe impl Sync for RawRing {}
 
 impl RingMemory for RawRing {
+    #[inline]
     fn view(&self) -> RingView<'_> {
         // SAFETY: `ptr..ptr + len` is the read-write mapping made in `Mapping::new`, alive while any
         // `RawRing` of it is (see `RingCore`), and only ever accessed through `RingView`s (atomics).
@@ -227,6 +228,7 @@ impl RingCore {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    #[inline]
     pub(crate) fn view(&self) -> RingView<'_> {
         self.mapping.raw.view()
     }
