@@ -1,5 +1,6 @@
 //! Replays of traces recorded here from real programs (`strace -f -e trace=memory,process`): a Python
-//! one-liner with threads and a fork, `ls -R`, a multi-threaded C program that uses every attribute
+//! one-liner with threads and a fork, `ls -R`, this multi-threaded Rust test binary itself, a
+//! multi-threaded C program that uses every attribute
 //! call and forks and vforks, and a shell that forks and execs. Each process writes its own
 //! /proc/self/maps at its very end; `--against` must find no difference in the pages the trace touched,
 //! for every process that wrote one.
@@ -44,6 +45,43 @@ fn python_threads_and_fork() {
     let trace =
         record(&dir, "python", &[("VMSPACE_MAPS_DIR", &d), ("LD_PRELOAD", &so)], &["python3", "-c", prog]);
     check_all(&trace, &dir, 2);
+}
+
+/// The workload of `threaded_rust_test_binary`: runs only when that test starts this binary again.
+#[test]
+fn rust_threads_workload() {
+    if std::env::var_os("VMSPACE_RUST_WORKLOAD").is_none() {
+        return;
+    }
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                // Enough to make the allocator map arenas and large blocks of its own.
+                let v: Vec<Vec<u8>> = (0..16).map(|i| vec![t as u8; 64 * 1024 * (i + 1)]).collect();
+                v.iter().map(|b| b.len()).sum::<usize>()
+            })
+        })
+        .collect();
+    let total: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(total > 0);
+}
+
+#[test]
+fn threaded_rust_test_binary() {
+    if !strace_works() {
+        return;
+    }
+    let dir = tmpdir("rust");
+    let so = preload(&dir);
+    let d = dir.display().to_string();
+    let exe = std::env::current_exe().unwrap();
+    let trace = record(
+        &dir,
+        "rust",
+        &[("VMSPACE_MAPS_DIR", &d), ("LD_PRELOAD", &so), ("VMSPACE_RUST_WORKLOAD", "1")],
+        &[exe.to_str().unwrap(), "--exact", "rust_threads_workload", "--test-threads=2"],
+    );
+    check_all(&trace, &dir, 1);
 }
 
 #[test]
