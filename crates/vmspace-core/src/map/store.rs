@@ -188,32 +188,7 @@ impl<V> Store<V> {
 
     /// The free gaps of `[min, max)` in address order, each shortened by the next item's reservation.
     pub fn gaps(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        let mut prev_end = self.min;
-        let mut items = self.items.values();
-        let mut done = false;
-        core::iter::from_fn(move || {
-            loop {
-                if done {
-                    return None;
-                }
-                match items.next() {
-                    Some(it) => {
-                        let gap_end = it.start.saturating_sub(it.reserve_below).max(prev_end);
-                        let gap = (prev_end, gap_end);
-                        prev_end = it.end;
-                        if gap.1 > gap.0 {
-                            return Some(gap);
-                        }
-                    }
-                    None => {
-                        done = true;
-                        if self.max > prev_end {
-                            return Some((prev_end, self.max));
-                        }
-                    }
-                }
-            }
-        })
+        gaps_between(self.items.values(), self.min, self.max)
     }
 
     /// The size of the largest gap (as [`Store::gaps`] reports them).
@@ -257,3 +232,35 @@ impl<V> Store<V> {
 /// Nodes could not be had: allocation failed or was forbidden and the reservation is spent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreFull;
+
+/// The free gaps between `items` (in address order) inside `[min, max)`, each ending at the next item's
+/// start less its reservation (`reserve_below`); empty gaps are skipped. Shared by [`Store::gaps`] and
+/// the tree's.
+pub(crate) fn gaps_between<'a, V: 'a>(
+    mut items: impl Iterator<Item = &'a Item<V>> + 'a,
+    min: u64,
+    max: u64,
+) -> impl Iterator<Item = (u64, u64)> + 'a {
+    let mut prev_end = min;
+    let mut done = false;
+    core::iter::from_fn(move || {
+        while !done {
+            match items.next() {
+                Some(it) => {
+                    let gap = (prev_end, it.start.saturating_sub(it.reserve_below).max(prev_end));
+                    prev_end = it.end;
+                    if gap.1 > gap.0 {
+                        return Some(gap);
+                    }
+                }
+                None => {
+                    done = true;
+                    if max > prev_end {
+                        return Some((prev_end, max));
+                    }
+                }
+            }
+        }
+        None
+    })
+}

@@ -721,32 +721,7 @@ impl<V> Tree<V> {
 
     /// The free gaps of `[min, max)` in address order, each shortened by the next item's reservation.
     pub fn gaps(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        let mut prev_end = self.min;
-        let mut items = self.iter();
-        let mut done = false;
-        core::iter::from_fn(move || {
-            loop {
-                if done {
-                    return None;
-                }
-                match items.next() {
-                    Some(it) => {
-                        let gap_end = it.start.saturating_sub(it.reserve_below).max(prev_end);
-                        let gap = (prev_end, gap_end);
-                        prev_end = it.end;
-                        if gap.1 > gap.0 {
-                            return Some(gap);
-                        }
-                    }
-                    None => {
-                        done = true;
-                        if self.max > prev_end {
-                            return Some((prev_end, self.max));
-                        }
-                    }
-                }
-            }
-        })
+        super::store::gaps_between(self.iter(), self.min, self.max)
     }
 
     /// The size of the largest gap (as [`Tree::gaps`] reports them), in O(1) from the root's `max_free`.
