@@ -23,7 +23,7 @@ pub const CHUNK_SIZE: u32 = 16;
 const ABORT_RETRIES: u32 = 1024;
 
 /// What one or more reclaim passes did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
 pub struct ReclaimReport<E> {
     /// Entries handed to the callback that it reclaimed (`Ok`).
@@ -46,13 +46,9 @@ pub struct ReclaimReport<E> {
     pub aborted: bool,
 }
 
-impl<E> ReclaimReport<E> {
-    /// Entries the pass moved `head` over: reclaimed, failed, skipped and holes.
-    pub fn processed(&self) -> u64 {
-        self.reclaimed + self.failed + self.skipped + self.holes
-    }
-
-    fn empty() -> Self {
+/// A report of nothing done (what every pass starts from).
+impl<E> Default for ReclaimReport<E> {
+    fn default() -> Self {
         ReclaimReport {
             reclaimed: 0,
             bytes: 0,
@@ -63,6 +59,17 @@ impl<E> ReclaimReport<E> {
             last_error: None,
             aborted: false,
         }
+    }
+}
+
+impl<E> ReclaimReport<E> {
+    /// Entries the pass moved `head` over: reclaimed, failed, skipped and holes.
+    pub fn processed(&self) -> u64 {
+        self.reclaimed + self.failed + self.skipped + self.holes
+    }
+
+    fn empty() -> Self {
+        Self::default()
     }
 
     fn add(&mut self, other: ReclaimReport<E>) {

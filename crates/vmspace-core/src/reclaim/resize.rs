@@ -60,16 +60,7 @@ where
     if tail != producer.tail() || producer.capacity() != consumer.capacity() {
         return Err(ReclaimError::InvalidRing);
     }
-    let mut drained = ReclaimReport {
-        reclaimed: 0,
-        bytes: 0,
-        trimmed_bytes: 0,
-        holes: 0,
-        skipped: 0,
-        failed: 0,
-        last_error: None,
-        aborted: false,
-    };
+    let mut drained = ReclaimReport::default();
     let live = tail - consumer.head();
     if live > capacity as u64 {
         drained = consumer.flush(live - capacity as u64, reclaim)?;

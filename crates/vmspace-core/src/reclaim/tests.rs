@@ -132,16 +132,7 @@ fn initial_state() {
 }
 
 fn zero_report() -> ReclaimReport<()> {
-    ReclaimReport {
-        reclaimed: 0,
-        bytes: 0,
-        trimmed_bytes: 0,
-        holes: 0,
-        skipped: 0,
-        failed: 0,
-        last_error: None,
-        aborted: false,
-    }
+    ReclaimReport::default()
 }
 
 #[test]

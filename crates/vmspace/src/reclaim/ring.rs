@@ -26,16 +26,7 @@ pub type Report = ReclaimReport<i32>;
 
 /// An empty report.
 pub(crate) fn empty_report() -> Report {
-    ReclaimReport {
-        reclaimed: 0,
-        bytes: 0,
-        trimmed_bytes: 0,
-        holes: 0,
-        skipped: 0,
-        failed: 0,
-        last_error: None,
-        aborted: false,
-    }
+    ReclaimReport::default()
 }
 
 pub(crate) fn add_report(total: &mut Report, r: &Report) {
