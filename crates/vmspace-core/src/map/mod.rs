@@ -401,16 +401,23 @@ impl<O: MapObject> VmMap<O> {
     /// Moves the bounds (and reservation) of the entry at `start`, adjusting its offset by how far the
     /// start moved.
     fn reshape(&mut self, start: u64, new_start: u64, new_end: u64, reserve: u64) {
-        let mut e = self.take(start);
-        e.value.offset = if new_start >= e.start {
-            e.value.offset.wrapping_add(new_start - e.start)
+        let old = self.store.get(start).expect("reshape: the caller found this entry").clone();
+        let offset = if new_start >= old.start {
+            old.value.offset.wrapping_add(new_start - old.start)
         } else {
-            e.value.offset.wrapping_sub(e.start - new_start)
+            old.value.offset.wrapping_sub(old.start - new_start)
         };
-        e.start = new_start;
-        e.end = new_end;
-        e.reserve_below = reserve;
-        self.put(e);
+        self.count_out(&old);
+        let wired = old.value.wired_count > 0;
+        self.journal.push(Undo::Removed(old));
+        // In place when the order of starts is kept (the tree checks), else a move.
+        self.store.set_bounds(start, new_start, new_end, reserve);
+        self.store.value_mut(new_start).expect("reshape: entry present").offset = offset;
+        self.journal.push(Undo::Inserted(new_start));
+        self.size += new_end - new_start;
+        if wired {
+            self.wired += new_end - new_start;
+        }
     }
 
     /// Splits the entry containing `addr` at `addr` (`vm_map_clip_start` / `vm_map_clip_end`); the
