@@ -25,3 +25,4 @@ pub(crate) fn thread_id() -> u64 {
 pub mod procmaps;
 pub mod reclaim;
 pub mod scratch;
+pub mod alloc;
