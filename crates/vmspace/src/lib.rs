@@ -3,13 +3,17 @@
 //! [`AddressSpace`] owns a reserved range and keeps the map and the kernel equal through every call
 //! (the seed's `struct vmspace`). The core types are re-exported, so a user needs only this crate.
 
+pub mod alloc;
 pub mod backing;
 pub mod error;
 pub mod fault;
 pub mod fork;
 pub mod os;
 mod primitive;
+pub mod procmaps;
 pub mod publish;
+pub mod reclaim;
+pub mod scratch;
 pub mod smaps;
 pub mod space;
 
@@ -22,7 +26,3 @@ pub use vmspace_core::*;
 pub(crate) fn thread_id() -> u64 {
     rustix::thread::gettid().as_raw_nonzero().get() as u64
 }
-pub mod procmaps;
-pub mod reclaim;
-pub mod scratch;
-pub mod alloc;
