@@ -199,7 +199,8 @@ fn scratch_rows(rows: &mut Vec<Row>) -> Result<(), String> {
         alternative: "pop + push on a Mutex<Vec>",
         vmspace_ns: median_ns(200_000, || {
             let s = scratch.claim().unwrap();
-            scratch.release(black_box(s)).unwrap();
+            black_box(s.write_addr());
+            scratch.release(s).unwrap();
         }),
         alternative_ns: median_ns(200_000, || {
             let s = pool.lock().unwrap().pop().unwrap();

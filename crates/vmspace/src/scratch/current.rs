@@ -4,28 +4,28 @@
 //! * `current`: claimed on first use, released by a thread-local destructor when the thread exits
 //!   (the seed's uthread cleanup), claimed anew when an `exec_exit` or a fork retired the one it had.
 //! * The cache: a release keeps the freed slot here when the cache is empty, and the thread's next
-//!   claim takes it back, so a thread that claims and releases in turn touches no shared cache line
-//!   but the slot's own state word. The cached slot is free (its state word says so, so copies of old
-//!   handles still cannot release it) but owned by this thread, outside the free list; at thread exit
-//!   it goes onto the free list. Cost: up to one free slot per thread is out of other threads' reach.
+//!   claim of the same space takes it back, so a thread that claims and releases in turn touches no
+//!   shared cache line but the slot's own state word. The cached slot is free (its state word says
+//!   so, so copies of old handles still cannot release it) but owned by this thread, outside the free
+//!   list; at thread exit it goes onto the free list. Cost: up to one free slot per thread (of one
+//!   space at a time) is out of other threads' reach.
 //!
 //! Each thread keeps a short list, one entry per scratch space it used: a `Weak` to the space's shared
 //! state (so a thread never keeps a space alive), and each slot with the space's retire epoch when it
 //! was taken. A slot whose epoch is no longer the space's was retired with its page: it is dropped.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use super::lock::generation;
+use super::pool::SlotRef;
 use super::{Inner, ScratchError, ScratchSlot, ScratchSpace, SlotView};
 
 struct Held {
     inner: Weak<Inner>,
     /// This thread's slot, and the epoch it was claimed in.
     current: Option<(ScratchSlot, u64)>,
-    /// A free slot this thread owns, and the epoch it was freed in.
-    cached: Option<(u32, u64)>,
 }
 
 struct Registry(RefCell<Vec<Held>>);
@@ -33,13 +33,19 @@ struct Registry(RefCell<Vec<Held>>);
 impl Drop for Registry {
     /// Thread exit: every slot goes back to its space (errors mean the space retired it already).
     fn drop(&mut self) {
+        let cached = CACHE.with(|c| {
+            // From now on a release on this thread (from a later destructor) bypasses the cache.
+            c.registered.set(CLOSED);
+            c.space.replace(NONE)
+        });
         for held in self.0.get_mut().drain(..) {
             let Some(inner) = held.inner.upgrade() else { continue };
             if let Some((slot, _)) = held.current {
                 // This thread's locals are gone, so the slot cannot go to the cache: the free list.
                 let _ = inner.release(slot);
             }
-            if let Some((index, epoch)) = held.cached {
+            if cached == inner.id {
+                let (index, epoch) = CACHE.with(|c| (c.index.get(), c.epoch.get()));
                 if epoch == inner.epoch.load(Ordering::Acquire)
                     && inner.fork_gen.load(Ordering::Acquire) == generation()
                 {
@@ -50,8 +56,37 @@ impl Drop for Registry {
     }
 }
 
+/// The one-slot cache of a freed slot: plain cells with a constant initialiser and no destructor, so
+/// that reaching them is one thread-pointer-relative access (no lazy registration, no `RefCell`).
+/// The `Registry` destructor empties it when the thread exits.
+struct Cache {
+    /// The id of the space the cached slot belongs to, or `NONE`.
+    space: Cell<u64>,
+    index: Cell<u32>,
+    slot: Cell<SlotRef>,
+    /// The space's retire epoch when the slot was freed.
+    epoch: Cell<u64>,
+    /// A space id known to have an entry in `HELD` (so the thread-exit destructor will find the
+    /// cached slot's space), or `CLOSED` once that destructor has run.
+    registered: Cell<u64>,
+}
+
+/// No space (ids start at 1).
+const NONE: u64 = 0;
+/// The thread's `Registry` is gone: nothing may be cached any more.
+const CLOSED: u64 = u64::MAX;
+
 thread_local! {
     static HELD: Registry = const { Registry(RefCell::new(Vec::new())) };
+    static CACHE: Cache = const {
+        Cache {
+            space: Cell::new(NONE),
+            index: Cell::new(0),
+            slot: Cell::new(SlotRef::NULL),
+            epoch: Cell::new(0),
+            registered: Cell::new(NONE),
+        }
+    };
 }
 
 fn same(held: &Held, inner: &Arc<Inner>) -> bool {
@@ -68,38 +103,55 @@ fn with_entry<R>(inner: &Arc<Inner>, f: impl FnOnce(&mut Held) -> R) -> Option<R
             return f(h);
         }
         held.retain(|h| h.inner.strong_count() > 0);
-        held.push(Held { inner: Arc::downgrade(inner), current: None, cached: None });
+        held.push(Held { inner: Arc::downgrade(inner), current: None });
         let last = held.len() - 1;
         f(&mut held[last])
     })
     .ok()
 }
 
-/// Takes the cached free slot, if this thread has one from the current epoch (a stale one is dropped).
+/// Takes the cached free slot, if this thread has one of `inner` from the current epoch (a stale one
+/// is dropped).
 #[inline]
-pub(super) fn take_cached(inner: &Arc<Inner>) -> Option<u32> {
-    HELD.try_with(|reg| {
-        let mut held = reg.0.borrow_mut();
-        let (index, epoch) = held.iter_mut().find(|h| same(h, inner))?.cached.take()?;
-        (epoch == inner.epoch.load(Ordering::Acquire)).then_some(index)
+pub(super) fn take_cached(inner: &Arc<Inner>) -> Option<SlotRef> {
+    CACHE.with(|c| {
+        if c.space.get() != inner.id {
+            return None;
+        }
+        c.space.set(NONE);
+        (c.epoch.get() == inner.epoch.load(Ordering::Acquire)).then(|| c.slot.get())
     })
-    .ok()
-    .flatten()
 }
 
-/// Keeps a freed slot (already marked free) in this thread's cache; false if the cache is full or the
-/// thread is exiting (the caller then pushes it onto the free list).
+/// Keeps a freed slot (already marked free) in this thread's cache; false if the cache holds a slot
+/// already or the thread is exiting (the caller then pushes it onto the free list).
 #[inline]
-pub(super) fn put_cached(inner: &Arc<Inner>, index: u32) -> bool {
+pub(super) fn put_cached(inner: &Arc<Inner>, index: u32, slot: SlotRef) -> bool {
     let epoch = inner.epoch.load(Ordering::Acquire);
-    with_entry(inner, |h| {
-        if h.cached.is_some() {
+    CACHE.with(|c| {
+        if c.space.get() != NONE {
             return false;
         }
-        h.cached = Some((index, epoch));
+        if c.registered.get() != inner.id && !register(c, inner) {
+            return false;
+        }
+        c.space.set(inner.id);
+        c.index.set(index);
+        c.slot.set(slot);
+        c.epoch.set(epoch);
         true
     })
-    .unwrap_or(false)
+}
+
+/// Makes sure `HELD` has an entry for `inner`, so that the thread-exit destructor gives a cached slot
+/// back; false once that destructor has run.
+#[cold]
+fn register(c: &Cache, inner: &Arc<Inner>) -> bool {
+    if c.registered.get() == CLOSED || with_entry(inner, |_| ()).is_none() {
+        return false;
+    }
+    c.registered.set(inner.id);
+    true
 }
 
 /// [`ScratchSpace::current`].
@@ -112,7 +164,7 @@ pub(super) fn current(space: &ScratchSpace<'_>) -> Result<SlotView, ScratchError
             let (slot, epoch) = held.iter().find(|h| same(h, inner))?.current?;
             let valid = epoch == inner.epoch.load(Ordering::Acquire)
                 && inner.fork_gen.load(Ordering::Acquire) == generation();
-            valid.then_some(slot.view)
+            valid.then_some(slot.view())
         })
         .map_err(|_| ScratchError::ThreadExiting)?;
     match found {
@@ -139,6 +191,6 @@ fn claim_current(space: &ScratchSpace<'_>) -> Result<SlotView, ScratchError> {
             let _ = inner.release(slot);
             return Err(ScratchError::ThreadExiting);
         }
-        return Ok(slot.view);
+        return Ok(slot.view());
     }
 }

@@ -16,20 +16,44 @@
 //! Invariants, with the grow lock held by the caller of `add_page` and `retire`: an index of a live
 //! page is either in the stack exactly once (state even), or claimed (state odd), or free and owned by
 //! exactly one thread outside the stack (in transit inside one `claim`/`release` call, or kept in
-//! that thread's one-slot cache between `mark_free` and `claim_owned`/`push`); an index of a dead page may be in the stack at most once,
-//! pushed by a release that raced with `retire`, and is dropped by the `claim` that pops it.
+//! that thread's one-slot cache between `mark_free` and `claim_owned`/`push`); an index of a dead
+//! page may be in the stack at most once, pushed by a release that raced with `retire`, and is
+//! dropped by the `claim` that pops it. A handle and a thread's cache also carry the slot's metadata
+//! address ([`SlotRef`]), so the hot paths skip the table; the metadata lives as long as the pool.
 
 use super::primitive::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use super::stack::{EMPTY, Links, TaggedStack};
 
-/// One slot's bookkeeping, on its own cache line so that threads using neighbouring slots do not
-/// share one.
-#[repr(align(64))]
-struct SlotMeta {
+/// One slot's bookkeeping, on its own pair of cache lines so that threads using neighbouring slots
+/// share neither a line nor a prefetch pair (measured: 13–15 ns per claim + release with two threads
+/// at 64-byte alignment, against 9 ns alone). It repeats what a claim hands out (index, addresses)
+/// and whether the page is alive, so that a claim from a thread's cache and a release through a
+/// handle read this line and nothing else (each pointer hop of `pool → table → page` is a dependent load, four cycles even from L1).
+#[repr(align(128))]
+pub(crate) struct SlotMeta {
     /// Even: free; odd: claimed. Bumped by each claim and each release.
     state: AtomicU64,
     /// The next index in the free list (the seed's `next`).
     link: AtomicU32,
+    /// Cleared by `retire` with the page's: the page is unmapped (or was never given to this process).
+    alive: AtomicBool,
+    index: u32,
+    addr: u64,
+    write_addr: u64,
+}
+
+/// The address of a slot's [`SlotMeta`], as a handle carries it: a plain number (so handles stay
+/// `Send`), dereferenced only by the pool that made it, whose metadata lives as long as it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlotRef(usize);
+
+impl SlotRef {
+    /// No slot (an empty cache).
+    pub(crate) const NULL: SlotRef = SlotRef(0);
+
+    fn of(meta: &SlotMeta) -> SlotRef {
+        SlotRef(meta as *const SlotMeta as usize)
+    }
 }
 
 /// A page of slots (the seed's `struct dtrace_ptss_page`): where its two views are, whether it is
@@ -39,8 +63,6 @@ pub(crate) struct Page {
     pub(crate) addr: u64,
     /// The writable alias (the entries' `write_addr`).
     pub(crate) write_addr: u64,
-    /// Cleared by `retire`: the page is unmapped (or was never given to this process).
-    alive: AtomicBool,
     slots: Box<[SlotMeta]>,
 }
 
@@ -55,6 +77,8 @@ pub(crate) struct Claimed {
     pub(crate) addr: u64,
     /// Its writable address.
     pub(crate) write_addr: u64,
+    /// Its metadata, for a release or a cached re-claim without the table walk.
+    pub(crate) slot: SlotRef,
 }
 
 /// Why a release was refused. Nothing was changed.
@@ -154,19 +178,38 @@ impl Pool {
     /// dropped for good).
     #[inline]
     pub(crate) fn claim_owned(&self, index: u32) -> Option<Claimed> {
-        let page = self.page_of(index);
-        if !page.alive.load(Ordering::Acquire) {
+        Self::claim_meta(self.meta(index))
+    }
+
+    /// [`Pool::claim_owned`] through the slot's metadata address.
+    ///
+    /// # Safety
+    ///
+    /// `slot` came from a [`Claimed`] of this pool.
+    #[inline]
+    pub(crate) unsafe fn claim_owned_ref(&self, slot: SlotRef) -> Option<Claimed> {
+        // SAFETY: per the contract, `slot` is the address of one of this pool's `SlotMeta`s, which
+        // are freed only when the pool is dropped, after `&self` ends.
+        Self::claim_meta(unsafe { &*(slot.0 as *const SlotMeta) })
+    }
+
+    #[inline]
+    fn claim_meta(meta: &SlotMeta) -> Option<Claimed> {
+        if !meta.alive.load(Ordering::Acquire) {
             return None;
         }
-        let slot = index & self.mask();
-        let meta = &page.slots[slot as usize];
         let seq = meta.state.load(Ordering::Relaxed);
-        debug_assert!(seq & 1 == 0, "slot {index} owned while claimed");
+        debug_assert!(seq & 1 == 0, "slot {} owned while claimed", meta.index);
         // The caller is the slot's only owner: no one else stores to the state, and a stale release's
         // CAS expects an older odd value, which this even one is not.
         meta.state.store(seq + 1, Ordering::Relaxed);
-        let offset = u64::from(slot) * self.slot_size;
-        Some(Claimed { index, seq: seq + 1, addr: page.addr + offset, write_addr: page.write_addr + offset })
+        Some(Claimed {
+            index: meta.index,
+            seq: seq + 1,
+            addr: meta.addr,
+            write_addr: meta.write_addr,
+            slot: SlotRef::of(meta),
+        })
     }
 
     /// Gives a claimed slot back (`dtrace_ptss_release_entry`). Lock-free.
@@ -186,11 +229,37 @@ impl Pool {
         // A handle's index always names a published page (handles are made only by `claim`), but the
         // check is one load and keeps a corrupt index from reaching `page_of`.
         let page = self.page(index >> self.shift).ok_or(PoolError::Foreign)?;
-        if !page.alive.load(Ordering::Acquire) {
+        Self::mark_free_meta(&page.slots[(index & self.mask()) as usize], seq)
+    }
+
+    /// [`Pool::mark_free`] through the slot's metadata address.
+    ///
+    /// # Safety
+    ///
+    /// `slot` came from a [`Claimed`] of this pool.
+    #[inline]
+    pub(crate) unsafe fn mark_free_ref(&self, slot: SlotRef, seq: u64) -> Result<(), PoolError> {
+        // SAFETY: as in `claim_owned_ref`.
+        Self::mark_free_meta(unsafe { &*(slot.0 as *const SlotMeta) }, seq)
+    }
+
+    /// Why [`Pool::mark_free_ref`] refused `slot` (called after it did).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Pool::mark_free_ref`].
+    pub(crate) unsafe fn check_ref(&self, slot: SlotRef) -> PoolError {
+        // SAFETY: as in `claim_owned_ref`.
+        let meta = unsafe { &*(slot.0 as *const SlotMeta) };
+        if !meta.alive.load(Ordering::Acquire) { PoolError::Stale } else { PoolError::DoubleRelease }
+    }
+
+    #[inline]
+    fn mark_free_meta(meta: &SlotMeta, seq: u64) -> Result<(), PoolError> {
+        if !meta.alive.load(Ordering::Acquire) {
             return Err(PoolError::Stale);
         }
-        page.slots[(index & self.mask()) as usize]
-            .state
+        meta.state
             .compare_exchange(seq, seq + 1, Ordering::Relaxed, Ordering::Relaxed)
             .map_err(|_| PoolError::DoubleRelease)?;
         Ok(())
@@ -220,9 +289,13 @@ impl Pool {
             .map(|j| SlotMeta {
                 state: AtomicU64::new(0),
                 link: AtomicU32::new(if j + 1 < n { first + j + 1 } else { EMPTY }),
+                alive: AtomicBool::new(true),
+                index: first + j,
+                addr: addr + u64::from(j) * self.slot_size,
+                write_addr: write_addr + u64::from(j) * self.slot_size,
             })
             .collect();
-        let page = Box::new(Page { addr, write_addr, alive: AtomicBool::new(true), slots });
+        let page = Box::new(Page { addr, write_addr, slots });
         self.table[p as usize].store(Box::into_raw(page), Ordering::Release);
         self.allocated.store(p + 1, Ordering::Release);
         self.stack.push_chain(self, first, first + n - 1);
@@ -239,7 +312,9 @@ impl Pool {
         let mut out = Vec::with_capacity((to - from) as usize);
         for p in from..to {
             let page = self.page_of(p << self.shift);
-            page.alive.store(false, Ordering::Release);
+            for meta in page.slots.iter() {
+                meta.alive.store(false, Ordering::Release);
+            }
             out.push((page.addr, page.write_addr));
         }
         self.live_from.store(to, Ordering::Release);
