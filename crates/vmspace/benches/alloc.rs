@@ -1,5 +1,6 @@
 //! Large-block churn through `LargeAlloc` against the system allocator (glibc malloc): 64 live blocks of
-//! 64 KiB–4 MiB per thread, every page touched, random replacement; ops/s, minor faults per op, and
+//! 64 KiB, 256 KiB, 1 MiB or 4 MiB per thread (issue 8's workload), every page touched, random
+//! replacement; ops/s, minor faults per op, and
 //! resident memory two seconds after the load stops. `ALLOC_OPS` sets the operations per thread.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -26,7 +27,7 @@ fn churn<A: GlobalAlloc + Sync>(a: &A, threads: u64, ops: u64) -> (f64, f64) {
                     x ^= x << 17;
                     x
                 };
-                let mut size = || (64 << 10) + (next() % ((4 << 20) - (64 << 10))) as usize;
+                let mut size = || [64 << 10, 256 << 10, 1 << 20, 4 << 20][(next() % 4) as usize];
                 let touch = |p: *mut u8, n: usize| {
                     for o in (0..n).step_by(4096) {
                         // SAFETY: `p` has `n` bytes.
@@ -72,7 +73,9 @@ fn main() {
     }
     let ops = std::env::var("ALLOC_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000u64);
     let large = LargeAlloc::new();
-    println!("alloc churn: 64 live blocks of 64 KiB-4 MiB per thread, every page touched, {ops} ops/thread");
+    println!(
+        "alloc churn: 64 live blocks of 64 KiB/256 KiB/1 MiB/4 MiB per thread, every page touched, {ops} ops/thread"
+    );
     println!(
         "{:<12} {:>8} {:>12} {:>10} {:>16}",
         "allocator", "threads", "ops/s", "faults/op", "RSS +2s (MiB)"

@@ -9,10 +9,12 @@
 //!
 //! A freed large block is entered into a [`ReclaimRing`] bound to the space as
 //! [`Action::Deallocate`] and kept in a per-class cache. Reuse pops the newest cached block of the
-//! class and cancels its entry: `Unreclaimed` hands the block out again (no system call, no fault);
-//! `Busy`/`Deallocated` means the reclaimer took it (it is dropped from the cache, never touched) and
-//! the next one is tried, or a fresh block is mapped. A full ring flushes one chunk
-//! ([`CHUNK_SIZE`] entries), never the whole ring. A [`Reclaimer`] thread applies the policy: a
+//! class (or, best fit, of the next larger classes up to twice the size) and cancels its entry:
+//! `Unreclaimed` hands the block out again (no system call, no fault); `Busy`/`Deallocated` means the
+//! reclaimer took it (it is dropped from the cache, never touched) and the next one is tried, or a
+//! fresh block is mapped. The next free of a reused block refills the ring slot its cancel left
+//! (xnu's compact reuse path), so churn does not fill the ring with holes. A full ring flushes one
+//! chunk ([`CHUNK_SIZE`] entries), never the whole ring. A [`Reclaimer`] thread applies the policy: a
 //! maximum age (idle time), a byte budget, optionally xnu's working-set estimate, and memory pressure.
 //!
 //! # Installing it
@@ -228,6 +230,13 @@ fn class_index(cs: u64) -> usize {
     top as usize * SUBCLASSES as usize + sub as usize
 }
 
+/// The class size of cache index `i` (the inverse of [`class_index`] for indices of sizes of at least
+/// four pages, where every sub-class exists).
+fn class_len(i: usize) -> u64 {
+    let (top, sub) = (i / SUBCLASSES as usize, i % SUBCLASSES as usize);
+    (4 + sub as u64) << top.saturating_sub(2)
+}
+
 thread_local! {
     /// Whether this thread is inside the allocator's large path (or is the reclaimer thread): then every
     /// allocation goes to the wrapped allocator. 0 unknown, 1 normal, 2 inside, 3 reclaimer thread.
@@ -293,12 +302,18 @@ impl Hasher for AddrHasher {
 
 type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
 
-/// A block handed out: its mapped length (a class size), and the layout it was allocated with.
+/// A block handed out: its mapped length (a class size), the layout it was allocated with, and the
+/// ring slot it left when it was taken from the cache (libmalloc keeps the entry's `reclaim_index`).
 #[derive(Clone, Copy, Debug)]
 struct Live {
     len: u64,
     size: u64,
     align: u64,
+    /// The cancelled id whose slot the next free refills (xnu's compact reuse path), so that a block
+    /// cycling between use and the cache keeps one ring slot instead of leaving a hole per cycle:
+    /// holes are only cleared when the reclaimer passes them, so with appends alone a busy program
+    /// fills the ring with holes and every free past that point forces a flush.
+    hole: Option<ReclaimId>,
 }
 
 /// A freed block in a class cache with its ring id (libmalloc's `large_entry_t` with `reclaim_index`).
@@ -419,14 +434,14 @@ impl State {
         }
         if align <= self.page
             && cs <= REGION_SIZE_MAX
-            && let Some(addr) = self.reuse(cs)
+            && let Some((addr, len, hole)) = self.reuse(cs)
         {
             if zero {
-                // SAFETY: the block `[addr, addr + cs)` is mapped read-write and ours alone (its cancel
-                // answered reusable and it is not yet in the live map).
+                // SAFETY: the block `[addr, addr + len)`, `len >= size`, is mapped read-write and ours
+                // alone (its cancel answered reusable and it is not yet in the live map).
                 unsafe { std::ptr::write_bytes(addr as usize as *mut u8, 0, size as usize) };
             }
-            self.insert_live(addr, Live { len: cs, size, align });
+            self.insert_live(addr, Live { len, size, align, hole: Some(hole) });
             return Ok(addr);
         }
         let addr = if align <= self.page {
@@ -437,26 +452,35 @@ impl State {
         }
         .map_err(|_| AllocError::OutOfMemory)?;
         self.counters.mapped.fetch_add(1, Ordering::Relaxed);
-        self.insert_live(addr, Live { len: cs, size, align });
+        self.insert_live(addr, Live { len: cs, size, align, hole: None });
         Ok(addr)
     }
 
-    /// Pop cached blocks of class `cs` until one cancels as reusable.
-    fn reuse(&self, cs: u64) -> Option<u64> {
-        let q = &self.classes[class_index(cs)];
-        loop {
-            let c = lock(q).pop_back()?;
-            let cancelled = lock(&self.ring).try_cancel(c.id, c.addr, cs, Action::Deallocate);
-            match cancelled {
-                Ok(r) if r.state.is_reusable() => {
-                    self.counters.reused.fetch_add(1, Ordering::Relaxed);
-                    return Some(c.addr);
-                }
-                _ => {
-                    self.counters.lost.fetch_add(1, Ordering::Relaxed);
+    /// A cached block for class `cs`: the newest of that class whose cancel answers reusable, else of
+    /// the next larger classes up to twice the size (best fit: a slightly larger block already in
+    /// memory beats a fresh mapping that faults page by page). Returns its address, mapped length
+    /// and the id whose slot it left.
+    fn reuse(&self, cs: u64) -> Option<(u64, u64, ReclaimId)> {
+        let first = class_index(cs);
+        for (i, q) in self.classes.iter().enumerate().skip(first).take(SUBCLASSES as usize + 1) {
+            let len = class_len(i);
+            if len > 2 * cs {
+                break;
+            }
+            while let Some(c) = lock(q).pop_back() {
+                let cancelled = lock(&self.ring).try_cancel(c.id, c.addr, len, Action::Deallocate);
+                match cancelled {
+                    Ok(r) if r.state.is_reusable() => {
+                        self.counters.reused.fetch_add(1, Ordering::Relaxed);
+                        return Some((c.addr, len, c.id));
+                    }
+                    _ => {
+                        self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         }
+        None
     }
 
     fn insert_live(&self, addr: u64, l: Live) {
@@ -475,7 +499,7 @@ impl State {
     }
 
     /// Free a block no longer live (libmalloc's `large_free` into the cache, entered into the ring).
-    fn release(&self, addr: u64, len: u64) {
+    fn release(&self, addr: u64, len: u64, hole: Option<ReclaimId>) {
         let cacheable = len <= REGION_SIZE_MAX && class_size(len, self.page) == Some(len);
         if !cacheable {
             self.unmap(addr, len);
@@ -483,7 +507,12 @@ impl State {
         }
         let id = {
             let mut ring = lock(&self.ring);
-            let mut e = ring.try_enter(addr, len, Action::Deallocate, None);
+            // The block's old slot if the reclaimer has not passed it yet, else a new one.
+            let refilled = hole.and_then(|h| ring.try_enter(addr, len, Action::Deallocate, Some(h)).ok());
+            let mut e = match refilled {
+                Some(e) if e.id.is_some() => Ok(e),
+                _ => ring.try_enter(addr, len, Action::Deallocate, None),
+            };
             if matches!(e, Ok(ref e) if e.id.is_none()) {
                 // Full: reclaim one chunk (the oldest entries), not the whole ring.
                 self.counters.flushes.fetch_add(1, Ordering::Relaxed);
@@ -707,7 +736,7 @@ impl<A: GlobalAlloc> LargeAlloc<A> {
             if s.owns(addr) {
                 let _g = Inside::enter();
                 let l = s.remove_live(addr, layout)?;
-                s.release(addr, l.len);
+                s.release(addr, l.len, l.hole);
                 return Ok(());
             }
             if layout.size() >= self.threshold() {
@@ -805,7 +834,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LargeAlloc<A> {
         {
             let _g = Inside::enter();
             match s.remove_live(addr, layout) {
-                Ok(l) => s.release(addr, l.len),
+                Ok(l) => s.release(addr, l.len, l.hole),
                 Err(AllocError::LayoutMismatch) => {
                     fatal("vmspace::alloc: free with a layout different from the allocation's; aborting\n")
                 }

@@ -269,3 +269,44 @@ fn idle_blocks_go_back_and_release_cached_drains() {
     al.release_cached();
     assert_eq!(al.stats().reclaimable_bytes, 0);
 }
+
+/// A block cycling between use and the cache keeps its ring slot (the cancelled id is refilled on the
+/// next free), so a tiny ring never fills and nothing is flushed or mapped again; and a request finds
+/// a cached block of a larger class (up to twice its size) before mapping a fresh one.
+#[test]
+fn reuse_refills_the_ring_slot_and_fits_across_classes() {
+    let al = LargeAlloc::builder().ring_capacity(16).max_age(None).build();
+    let mb = Layout::from_size_align(1 << 20, 8).unwrap();
+    for round in 0..10_000u64 {
+        // Three blocks at once: more than one slot is in play, each cycling through its own.
+        // SAFETY: non-zero layouts; each block is freed once with its layout.
+        let ps: Vec<*mut u8> = (0..3).map(|_| unsafe { al.alloc(mb) }).collect();
+        for &p in &ps {
+            assert!(!p.is_null());
+            fill(p, 1 << 20, round);
+        }
+        for &p in &ps {
+            check(p, 1 << 20, round, 1 << 20);
+            // SAFETY: as above.
+            unsafe { al.dealloc(p, mb) };
+        }
+    }
+    let s = al.stats();
+    assert_eq!((s.mapped, s.flushes, s.unmapped, s.lost), (3, 0, 0, 0), "{s:?}");
+    assert_eq!(s.reused, 3 * 10_000 - 3, "{s:?}");
+
+    // 768 KiB finds a cached 1 MiB block; 400 KiB (less than half of it) does not.
+    let three_quarters = Layout::from_size_align(768 << 10, 8).unwrap();
+    // SAFETY: non-zero layout, freed below with it.
+    let p = unsafe { al.alloc(three_quarters) };
+    assert_eq!(al.stats().mapped, 3, "served from the cache: {:?}", al.stats());
+    let small = Layout::from_size_align(400 << 10, 8).unwrap();
+    // SAFETY: as above.
+    let q = unsafe { al.alloc(small) };
+    assert_eq!(al.stats().mapped, 4, "a fresh block: {:?}", al.stats());
+    // SAFETY: allocated above with these layouts.
+    unsafe {
+        al.dealloc(p, three_quarters);
+        al.dealloc(q, small);
+    }
+}
