@@ -2,8 +2,34 @@
 //! across the `fork()`, then each side's map is brought in line with what the kernel gave it.
 
 use std::io;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::space::registered;
+
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The `pthread_atfork` child handler: async-signal-safe (one atomic add).
+unsafe extern "C" fn in_child() {
+    GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Registers the fork-generation handler once per process; Err with the errno if `pthread_atfork`
+/// failed.
+pub(crate) fn watch_forks() -> Result<(), i32> {
+    static RC: OnceLock<i32> = OnceLock::new();
+    // SAFETY: registers a handler that only does an atomic add; `None` for the other two hooks.
+    let rc = *RC.get_or_init(|| unsafe { libc::pthread_atfork(None, None, Some(in_child)) });
+    if rc == 0 { Ok(()) } else { Err(rc) }
+}
+
+/// The number of `fork`s (through libc, which runs `pthread_atfork` handlers) between the first
+/// process that called [`watch_forks`] and this one: one relaxed load tells process-bound caches
+/// (scratch pages, cached thread ids) whether they still describe this process.
+#[inline]
+pub(crate) fn generation() -> u64 {
+    GENERATION.load(Ordering::Relaxed)
+}
 
 /// Which side of a fork this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,38 +1,18 @@
 //! Fork awareness: a process-wide fork generation, and the grow lock (the seed's `sprlock`) that a
 //! forked child can take even if a thread of the parent held it at the moment of the fork.
 //!
-//! The generation is bumped in every child by a `pthread_atfork` child handler (registered once, when
-//! the first scratch space is made), so that one relaxed load tells a scratch space whether it is
-//! still in the process that allocated its pages. `getpid()` would tell the same but is a system call
-//! on every claim.
+//! The generation (`crate::fork::generation`) is bumped in every child by a `pthread_atfork` child
+//! handler (registered once, at the latest when the first scratch space is made), so that one relaxed
+//! load tells a scratch space whether it is still in the process that allocated its pages. `getpid()`
+//! would tell the same but is a system call on every claim.
 //!
 //! The grow lock's word is 0 when free and `generation + 1` of the holder otherwise. A word from an
 //! older generation was set by a thread of an ancestor process, which does not exist here: the lock is
 //! free for the taking (and whatever that thread was doing is thrown away by the child's reset).
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-static GENERATION: AtomicU64 = AtomicU64::new(0);
-
-/// The `pthread_atfork` child handler: async-signal-safe (one atomic add).
-unsafe extern "C" fn in_child() {
-    GENERATION.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Registers the child handler once per process; Err with the errno if `pthread_atfork` failed.
-pub(crate) fn watch_forks() -> Result<(), i32> {
-    static RC: OnceLock<i32> = OnceLock::new();
-    // SAFETY: registers a handler that only does an atomic add; `None` for the other two hooks.
-    let rc = *RC.get_or_init(|| unsafe { libc::pthread_atfork(None, None, Some(in_child)) });
-    if rc == 0 { Ok(()) } else { Err(rc) }
-}
-
-/// The number of forks between the first process that used a scratch space and this one.
-#[inline]
-pub(crate) fn generation() -> u64 {
-    GENERATION.load(Ordering::Relaxed)
-}
+pub(crate) use crate::fork::{generation, watch_forks};
 
 /// A lock for the cold paths (page allocation, exec/exit, the child's reset): spins briefly, then
 /// yields. Held for a few system calls at most.
