@@ -215,7 +215,7 @@ pub fn run(which: &str) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     let all = which == "all";
     if !all && !["map", "space", "ring", "scratch"].contains(&which) {
-        return Err(format!("unknown benchmark {which:?}: map, space, ring, scratch or all"));
+        return Err(format!("unknown benchmark {which:?}: map, space, ring, scratch, all or alloc"));
     }
     if all || which == "map" {
         map_rows(&mut rows)?;

@@ -1,6 +1,7 @@
 //! The library behind the `vmspace` command: live address spaces (`top`, `map`), strace replay
 //! (`replay`), and their output formats. The binary (`src/main.rs`) is only argument parsing.
 
+pub mod allocbench;
 pub mod bench;
 pub mod mapview;
 pub mod out;

@@ -88,10 +88,11 @@ enum Cmd {
     },
     /// Run the comparison benchmarks in one process: each workload against its alternative, with ratios.
     #[command(
-        after_help = "Examples:\n  vmspace bench\n  vmspace bench map --json\n  vmspace bench all --plot ratios.svg"
+        after_help = "Examples:\n  vmspace bench\n  vmspace bench map --json\n  vmspace bench all --plot ratios.svg\n  vmspace bench alloc --secs 1 --allocators glibc,mimalloc,vmspace"
     )]
     Bench {
-        /// Which benchmark: map, space, ring, scratch, all.
+        /// Which benchmark: map, space, ring, scratch, all; or alloc, the allocator comparison (a child
+        /// process per run, about two minutes, not part of all).
         which: Option<String>,
         /// Print the table as JSON.
         #[arg(long)]
@@ -99,7 +100,12 @@ enum Cmd {
         /// Also draw the ratios as an SVG bar chart.
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
+        #[command(flatten)]
+        alloc: vmspace_cli::allocbench::Options,
     },
+    /// One measured run of `vmspace bench alloc`, in a process of its own.
+    #[command(hide = true)]
+    AllocChild(vmspace_cli::allocbench::ChildArgs),
     /// A guided run on real memory: reserve, map, protect, guard, wire, fork, grow a stack, enter and
     /// cancel in a reclaim ring, run code from a scratch slot; the map after each step.
     #[command(after_help = "Examples:\n  vmspace tour")]
@@ -221,7 +227,23 @@ fn run() -> Result<u8, String> {
             print(&out)?;
             Ok(code as u8)
         }
-        Cmd::Bench { which, json, plot } => {
+        Cmd::Bench { which, json, plot, alloc } if which.as_deref() == Some("alloc") => {
+            if plot.is_some() {
+                return Err("bench alloc draws no plot (--json gives the RSS series)".into());
+            }
+            let r = vmspace_cli::allocbench::run(&alloc)?;
+            print(&if json {
+                vmspace_cli::allocbench::json(&r)
+            } else {
+                vmspace_cli::allocbench::table(&r, alloc.verbose)
+            })?;
+            Ok(0)
+        }
+        Cmd::AllocChild(a) => {
+            print(&vmspace_cli::allocbench::child(&a)?)?;
+            Ok(0)
+        }
+        Cmd::Bench { which, json, plot, alloc: _ } => {
             let rows = vmspace_cli::bench::run(which.as_deref().unwrap_or("all"))?;
             if let Some(f) = &plot {
                 std::fs::write(f, vmspace_cli::bench::svg(&rows))
