@@ -365,7 +365,7 @@ impl Inner {
         if !freed {
             return Err(self.release_error(&slot));
         }
-        if !(self.thread_cache && current::put_cached(self, slot.index(), slot.slot)) {
+        if !(self.thread_cache && current::put_cached(self, slot.slot)) {
             self.push_cold(slot.index());
         }
         Ok(())

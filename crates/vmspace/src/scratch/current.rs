@@ -45,11 +45,12 @@ impl Drop for Registry {
                 let _ = inner.release(slot);
             }
             if cached == inner.id {
-                let (index, epoch) = CACHE.with(|c| (c.index.get(), c.epoch.get()));
+                let (slot, epoch) = CACHE.with(|c| (c.slot.get(), c.epoch.get()));
                 if epoch == inner.epoch.load(Ordering::Acquire)
                     && inner.fork_gen.load(Ordering::Acquire) == generation()
                 {
-                    inner.pool.push(index);
+                    // SAFETY: the cache held `slot` for the space whose id it recorded, `inner`'s.
+                    inner.pool.push(unsafe { inner.pool.index_of_ref(slot) });
                 }
             }
         }
@@ -62,7 +63,6 @@ impl Drop for Registry {
 struct Cache {
     /// The id of the space the cached slot belongs to, or `NONE`.
     space: Cell<u64>,
-    index: Cell<u32>,
     slot: Cell<SlotRef>,
     /// The space's retire epoch when the slot was freed.
     epoch: Cell<u64>,
@@ -81,7 +81,6 @@ thread_local! {
     static CACHE: Cache = const {
         Cache {
             space: Cell::new(NONE),
-            index: Cell::new(0),
             slot: Cell::new(SlotRef::NULL),
             epoch: Cell::new(0),
             registered: Cell::new(NONE),
@@ -126,7 +125,7 @@ pub(super) fn take_cached(inner: &Arc<Inner>) -> Option<SlotRef> {
 /// Keeps a freed slot (already marked free) in this thread's cache; false if the cache holds a slot
 /// already or the thread is exiting (the caller then pushes it onto the free list).
 #[inline]
-pub(super) fn put_cached(inner: &Arc<Inner>, index: u32, slot: SlotRef) -> bool {
+pub(super) fn put_cached(inner: &Arc<Inner>, slot: SlotRef) -> bool {
     let epoch = inner.epoch.load(Ordering::Acquire);
     CACHE.with(|c| {
         if c.space.get() != NONE {
@@ -136,7 +135,6 @@ pub(super) fn put_cached(inner: &Arc<Inner>, index: u32, slot: SlotRef) -> bool 
             return false;
         }
         c.space.set(inner.id);
-        c.index.set(index);
         c.slot.set(slot);
         c.epoch.set(epoch);
         true

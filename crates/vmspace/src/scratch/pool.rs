@@ -28,7 +28,8 @@ use super::stack::{EMPTY, Links, TaggedStack};
 /// share neither a line nor a prefetch pair (measured: 13–15 ns per claim + release with two threads
 /// at 64-byte alignment, against 9 ns alone). It repeats what a claim hands out (index, addresses)
 /// and whether the page is alive, so that a claim from a thread's cache and a release through a
-/// handle read this line and nothing else (each pointer hop of `pool → table → page` is a dependent load, four cycles even from L1).
+/// handle read this line and nothing else (each pointer hop of `pool → table → page` is a dependent
+/// load, four cycles even from L1).
 #[repr(align(128))]
 pub(crate) struct SlotMeta {
     /// Even: free; odd: claimed. Bumped by each claim and each release.
@@ -241,6 +242,16 @@ impl Pool {
     pub(crate) unsafe fn mark_free_ref(&self, slot: SlotRef, seq: u64) -> Result<(), PoolError> {
         // SAFETY: as in `claim_owned_ref`.
         Self::mark_free_meta(unsafe { &*(slot.0 as *const SlotMeta) }, seq)
+    }
+
+    /// The index of the slot whose metadata `slot` addresses.
+    ///
+    /// # Safety
+    ///
+    /// `slot` came from a [`Claimed`] of this pool.
+    pub(crate) unsafe fn index_of_ref(&self, slot: SlotRef) -> u32 {
+        // SAFETY: as in `claim_owned_ref`.
+        unsafe { &*(slot.0 as *const SlotMeta) }.index
     }
 
     /// Why [`Pool::mark_free_ref`] refused `slot` (called after it did).
