@@ -555,6 +555,9 @@ impl<O: MapObject> VmMap<O> {
         self.check_mapped(range, check)?;
         self.ensure(2)?;
         self.begin();
+        // Clips, updates and merges only move boundaries between touching entries: one batch fixes the
+        // tree's gap summaries once at the end.
+        self.store.begin_batch();
         let mut cur = self.clip_range(range);
         while let Some(s) = cur {
             let end = self.store.get(s).map_or(s, |e| e.end);
@@ -566,6 +569,7 @@ impl<O: MapObject> VmMap<O> {
             cur = self.next_inside(s, range.end);
         }
         self.simplify(range);
+        self.store.end_batch();
         self.commit();
         Ok(())
     }
