@@ -501,10 +501,13 @@ struct Finger {
     leaf: u32,
     lo: u64,
     hi: u64,
+    /// The slot the last changing operation used in `leaf`: searches try it and the one after it
+    /// first (a guess, checked against `starts`).
+    slot: usize,
 }
 
 impl Finger {
-    const NONE: Finger = Finger { leaf: NIL, lo: u64::MAX, hi: 0 };
+    const NONE: Finger = Finger { leaf: NIL, lo: u64::MAX, hi: 0, slot: 0 };
 }
 
 #[inline]
@@ -569,7 +572,7 @@ impl<V> Tree<V> {
             return f.leaf;
         }
         let (leaf, lo, hi) = self.descend(addr);
-        self.finger = Finger { leaf, lo, hi };
+        self.finger = Finger { leaf, lo, hi, slot: 0 };
         leaf
     }
 
@@ -614,7 +617,7 @@ impl<V> Tree<V> {
             return None;
         }
         let l = self.leaf_for(addr);
-        let i = count_items_le(&self.leaves[l as usize], addr);
+        let i = self.count_at(l, addr);
         // `i == 0` only when `addr` lies below the first item: the descent took first children throughout.
         (i > 0).then(|| (l, i - 1))
     }
@@ -627,7 +630,7 @@ impl<V> Tree<V> {
         let l = self.leaf_for(addr);
         let leaf = &self.leaves[l as usize];
         let i = match addr.checked_sub(1) {
-            Some(a) => count_items_le(leaf, a),
+            Some(a) => self.count_at(l, a),
             None => 0,
         };
         if i < leaf.len as usize {
@@ -649,9 +652,30 @@ impl<V> Tree<V> {
             return None;
         }
         let l = self.leaf_for_mut(start);
+        let i = self.count_at(l, start);
+        let found = i > 0 && self.leaves[l as usize].starts[i - 1] == start;
+        if found {
+            self.finger.slot = i - 1;
+        }
+        found.then(|| (l, i - 1))
+    }
+
+    /// [`count_items_le`] for leaf `l`, trying the finger's slot and the one after it first: a changing
+    /// operation usually works on one entry and its neighbour several times over.
+    #[inline]
+    fn count_at(&self, l: u32, addr: u64) -> usize {
         let leaf = &self.leaves[l as usize];
-        let i = count_items_le(leaf, start);
-        (i > 0 && leaf.starts[i - 1] == start).then(|| (l, i - 1))
+        let (f, len) = (self.finger, leaf.len as usize);
+        if l == f.leaf && f.slot < len && leaf.starts[f.slot] <= addr {
+            let i = f.slot;
+            if i + 1 == len || leaf.starts[i + 1] > addr {
+                return i + 1;
+            }
+            if i + 2 == len || leaf.starts[i + 2] > addr {
+                return i + 2;
+            }
+        }
+        count_items_le(leaf, addr)
     }
 
     #[inline]
@@ -1085,7 +1109,8 @@ impl<V> Tree<V> {
         }
         let l = self.leaf_for_mut(item.start);
         let li = l as usize;
-        let pos = count_items_le(&self.leaves[li], item.start);
+        let pos = self.count_at(l, item.start);
+        self.finger.slot = pos;
         let len = self.leaves[li].len as usize;
         if len < LCAP {
             self.leaves[li].insert(pos, item);
