@@ -139,6 +139,39 @@ fn rng(seed: &mut u64) -> u64 {
     *seed
 }
 
+/// Median ns per call of each closure over `rounds` rounds of `iters` calls, the closures taking turns
+/// within every round: on a noisy 2-core machine the ratios of interleaved medians are steadier than
+/// criterion's back-to-back groups.
+fn interleaved(rounds: usize, iters: u64, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    let mut samples = vec![Vec::with_capacity(rounds); fs.len()];
+    for _ in 0..rounds {
+        for (f, out) in fs.iter_mut().zip(samples.iter_mut()) {
+            let t = std::time::Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            out.push(t.elapsed().as_nanos() as f64 / iters as f64);
+        }
+    }
+    samples
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect()
+}
+
+/// Prints one interleaved comparison row: vmspace's median and its ratio to each peer's.
+fn ratio_row(what: &str, n: u64, m: &[f64]) {
+    let peers = ["BTreeMap", "rangemap"];
+    let mut line = format!("ratio {what}/{n}: vmspace {:.1} ns", m[0]);
+    for (name, v) in peers.iter().zip(&m[1..]) {
+        line += &format!(", {name} {v:.1} ns ({:.2}x)", m[0] / v);
+    }
+    println!("{line}");
+}
+
 fn sizes() -> Vec<u64> {
     std::env::var("VMSPACE_BENCH_SIZES")
         .ok()
@@ -165,6 +198,86 @@ fn bench(c: &mut Criterion) {
         );
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let probes: Vec<u64> = (0..4096).map(|_| addr_of(rng(&mut seed) % n) + PS).collect();
+
+        // Interleaved medians and ratios (15 rounds), printed before criterion's own groups.
+        {
+            let (mut i, mut j, mut k) = (0usize, 0usize, 0usize);
+            let m = interleaved(
+                15,
+                100_000,
+                &mut [
+                    &mut || {
+                        i = (i + 1) & 4095;
+                        black_box(vm.lookup_entry(probes[i]).map(|e| e.prot()));
+                    },
+                    &mut || {
+                        j = (j + 1) & 4095;
+                        black_box(bt_lookup(&bt, probes[j]));
+                    },
+                    &mut || {
+                        k = (k + 1) & 4095;
+                        black_box(rm.get(&probes[k]).copied());
+                    },
+                ],
+            );
+            ratio_row("lookup random", n, &m);
+            let mid = (n / 2) & !1;
+            let p = addr_of(mid) + PS;
+            let m = interleaved(
+                15,
+                20_000,
+                &mut [
+                    &mut || {
+                        vm.protect(black_box(p..p + PS), Prot::READ).unwrap();
+                        vm.protect(p..p + PS, Prot::RW).unwrap();
+                    },
+                    &mut || {
+                        bt_protect(&mut bt, black_box(p), p + PS, Prot::READ.bits());
+                        bt_protect(&mut bt, p, p + PS, Prot::RW.bits());
+                    },
+                    &mut || {
+                        rm.insert(black_box(p..p + PS), Prot::READ.bits());
+                        rm.insert(p..p + PS, Prot::RW.bits());
+                    },
+                ],
+            );
+            ratio_row("protect split+merge", n, &m);
+            // The same change at a random entry each time (the measurement: cold paths).
+            let mut seed = 0x2545_f491_4f6c_dd1du64;
+            let picks: Vec<(u64, Prot, Prot)> = (0..4096)
+                .map(|_| {
+                    let i = rng(&mut seed) % n;
+                    let old = prot_of(i);
+                    (addr_of(i) + PS, old, if old == Prot::RW { Prot::READ } else { Prot::RW })
+                })
+                .collect();
+            let (mut i, mut j, mut k) = (0usize, 0usize, 0usize);
+            let m = interleaved(
+                15,
+                20_000,
+                &mut [
+                    &mut || {
+                        i = (i + 1) & 4095;
+                        let (p, old, new) = picks[i];
+                        vm.protect(black_box(p..p + PS), new).unwrap();
+                        vm.protect(p..p + PS, old).unwrap();
+                    },
+                    &mut || {
+                        j = (j + 1) & 4095;
+                        let (p, old, new) = picks[j];
+                        bt_protect(&mut bt, black_box(p), p + PS, new.bits());
+                        bt_protect(&mut bt, p, p + PS, old.bits());
+                    },
+                    &mut || {
+                        k = (k + 1) & 4095;
+                        let (p, old, new) = picks[k];
+                        rm.insert(black_box(p..p + PS), new.bits());
+                        rm.insert(p..p + PS, old.bits());
+                    },
+                ],
+            );
+            ratio_row("protect split+merge, random entry", n, &m);
+        }
 
         let mut g = c.benchmark_group(format!("lookup random/{n}"));
         let mut i = 0;

@@ -8,7 +8,7 @@ use super::entry::{Attrs, Entry};
 use super::error::VmError;
 use super::store::GapRequest;
 use super::types::{Advice, Behavior, EntryFlags, Inherit, MapKind, MapObject, MapSpec, Prot, SubmapId};
-use super::{Item, VmMap};
+use super::{Item, Undo, VmMap};
 
 /// A free-space request with every option (`vm_map_findspace`'s start, length, alignment and flags).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -545,11 +545,14 @@ impl<O: MapObject> VmMap<O> {
     fn change(
         &mut self,
         range: &Range<u64>,
-        check: impl FnMut(&Entry<O>) -> Result<(), VmError>,
+        mut check: impl FnMut(&Entry<O>) -> Result<(), VmError>,
         mut apply: impl FnMut(&mut Attrs<O>) -> Option<Effect<O>>,
     ) -> Result<(), VmError> {
         self.begin();
         if self.check_range(range)? {
+            return Ok(());
+        }
+        if self.change_inside_one(range, &mut check, &mut apply)? {
             return Ok(());
         }
         self.check_mapped(range, check)?;
@@ -572,6 +575,122 @@ impl<O: MapObject> VmMap<O> {
         self.store.end_batch();
         self.commit();
         Ok(())
+    }
+}
+
+impl<O: MapObject> VmMap<O> {
+    /// [`VmMap::change`] when `range` lies inside one entry and the change alters it: the same result
+    /// (pieces, merges with the neighbours, counters, journal, effect) in a handful of tree operations,
+    /// where the general path clips, updates and simplifies with a lookup per step. Returns `Ok(false)`,
+    /// having changed nothing, when the general path must run; errors are the general path's.
+    ///
+    /// Why the neighbours need only two checks: the map is kept maximally merged, so the entry's outer
+    /// pieces, which keep its attributes, cannot merge with what was already next to it; and the middle
+    /// piece differs from the outer ones in an attribute `mergeable_with` compares (every attribute but
+    /// `offset`, which the change does not touch). Only the middle piece, when it reaches an end of the
+    /// entry, can merge with the neighbour there.
+    fn change_inside_one(
+        &mut self,
+        range: &Range<u64>,
+        check: &mut impl FnMut(&Entry<O>) -> Result<(), VmError>,
+        apply: &mut impl FnMut(&mut Attrs<O>) -> Option<Effect<O>>,
+    ) -> Result<bool, VmError> {
+        let (s, t) = (range.start, range.end);
+        let Some(e) = self.store.containing(s) else { return Ok(false) };
+        if t > e.end {
+            return Ok(false);
+        }
+        check(e)?;
+        let mut a = e.value.clone();
+        let fx = apply(&mut a);
+        if a == e.value {
+            return Ok(false); // a no-op change: the general path's exact bookkeeping applies
+        }
+        let e = e.clone();
+        let (lower, upper) = (s > e.start, t < e.end);
+        a.offset = e.value.offset.wrapping_add(s - e.start);
+        // The middle piece keeps the stack reservation only when it is the lowest piece.
+        let mid = Item { start: s, end: t, reserve_below: if lower { 0 } else { e.reserve_below }, value: a };
+        let prev = if lower {
+            None
+        } else {
+            self.store.prev(s).filter(|p| p.end == s && p.mergeable_with(&mid)).cloned()
+        };
+        let next = if upper { None } else { self.store.get(t).filter(|n| mid.mergeable_with(n)).cloned() };
+        self.ensure(2)?;
+        self.begin();
+        self.store.begin_batch();
+        let wired_change = (e.value.wired_count > 0, mid.value.wired_count > 0);
+        let upper_offset = e.value.offset.wrapping_add(t - e.start);
+        let end = next.as_ref().map_or(t, |n| n.end);
+        self.journal.push(Undo::Removed(e.clone()));
+        if let Some(p) = &prev {
+            self.journal.push(Undo::Removed(p.clone()));
+        }
+        if let Some(n) = &next {
+            self.journal.push(Undo::Removed(n.clone()));
+        }
+        // Reuse the slots already in the tree where the order allows (no shifting), and insert only
+        // the pieces that are new.
+        let mut insert_upper = upper;
+        match &prev {
+            Some(p) => {
+                // The entry below absorbs the middle piece; E's slot becomes the upper piece or goes.
+                if upper {
+                    self.store.value_mut(e.start).expect("entry present").offset = upper_offset;
+                    self.store.set_bounds(e.start, t, e.end, 0);
+                    insert_upper = false;
+                } else {
+                    self.store.remove(e.start);
+                }
+                if next.is_some() {
+                    self.store.remove(t);
+                }
+                self.store.set_bounds(p.start, p.start, end, p.reserve_below);
+                self.journal.push(Undo::Inserted(p.start));
+            }
+            None if lower => {
+                self.store.set_bounds(e.start, e.start, s, e.reserve_below);
+                self.journal.push(Undo::Inserted(e.start));
+                if next.is_some() {
+                    // The entry above becomes the middle piece, grown down to `s`.
+                    *self.store.value_mut(t).expect("entry present") = mid.value;
+                    self.store.set_bounds(t, s, end, 0);
+                } else {
+                    self.store.insert(mid);
+                }
+                self.journal.push(Undo::Inserted(s));
+            }
+            None => {
+                // E's slot becomes the middle piece (it starts at `s`).
+                *self.store.value_mut(e.start).expect("entry present") = mid.value;
+                if next.is_some() {
+                    self.store.remove(t);
+                }
+                self.store.set_bounds(s, s, end, mid.reserve_below);
+                self.journal.push(Undo::Inserted(s));
+            }
+        }
+        if insert_upper {
+            let mut value = e.value.clone();
+            value.offset = upper_offset;
+            self.store.insert(Item { start: t, end: e.end, reserve_below: 0, value });
+        }
+        if upper {
+            self.journal.push(Undo::Inserted(t));
+        }
+        match wired_change {
+            (false, true) => self.wired += t - s,
+            (true, false) => self.wired -= t - s,
+            _ => {}
+        }
+        if let Some(fx) = fx {
+            self.effect(with_range(fx, s..t));
+        }
+        // The pieces cover E's range exactly and merges join touching entries: every gap is as it was.
+        self.store.end_batch_same_gaps();
+        self.commit();
+        Ok(true)
     }
 }
 

@@ -439,6 +439,9 @@ pub struct Tree<V> {
     batch: bool,
     dirty: [u32; DIRTY_MAX],
     ndirty: usize,
+    /// The batch changed the tree's shape or a key, or fixed a summary early (from a state in the
+    /// middle of the batch): [`Tree::end_batch_same_gaps`] must then fix as `end_batch` does.
+    reshaped: bool,
     /// A window around the hinted item (`HINT_WINDOW` each side): lookups outside it skip the hint and
     /// its neighbours without touching them.
     near_lo: AtomicU64,
@@ -469,6 +472,7 @@ impl<V: Clone> Clone for Tree<V> {
             batch: false,
             dirty: [NIL; DIRTY_MAX],
             ndirty: 0,
+            reshaped: false,
             near_lo: AtomicU64::new(u64::MAX),
             near_hi: AtomicU64::new(0),
         }
@@ -534,6 +538,7 @@ impl<V> Tree<V> {
             batch: false,
             dirty: [NIL; DIRTY_MAX],
             ndirty: 0,
+            reshaped: false,
             near_lo: AtomicU64::new(u64::MAX),
             near_hi: AtomicU64::new(0),
         }
@@ -601,6 +606,7 @@ impl<V> Tree<V> {
     #[inline]
     fn forget_finger(&mut self) {
         self.finger = Finger::NONE;
+        self.reshaped = true;
     }
 
     /// Remembers `pos` as the last item found, with the window where trying it first pays.
@@ -666,13 +672,20 @@ impl<V> Tree<V> {
     fn count_at(&self, l: u32, addr: u64) -> usize {
         let leaf = &self.leaves[l as usize];
         let (f, len) = (self.finger, leaf.len as usize);
-        if l == f.leaf && f.slot < len && leaf.starts[f.slot] <= addr {
-            let i = f.slot;
-            if i + 1 == len || leaf.starts[i + 1] > addr {
-                return i + 1;
-            }
-            if i + 2 == len || leaf.starts[i + 2] > addr {
-                return i + 2;
+        if l == f.leaf && len > 0 {
+            let starts = &leaf.starts[..len];
+            let i = f.slot.min(len - 1);
+            if starts[i] <= addr {
+                // Forward: the answer is the first start above `addr`, within three slots.
+                let ahead = &starts[i + 1..len.min(i + 4)];
+                if let Some(k) = ahead.iter().position(|&st| st > addr) {
+                    return i + 1 + k;
+                }
+                if i + 4 >= len {
+                    return len;
+                }
+            } else if i > 0 && starts[i - 1] <= addr {
+                return i;
             }
         }
         count_items_le(leaf, addr)
@@ -996,6 +1009,7 @@ impl<V> Tree<V> {
     #[inline]
     fn touch(&mut self, l: u32, key_moved: bool) {
         if key_moved || !self.batch {
+            self.reshaped = true;
             return self.fix_leaf(l);
         }
         let dirty = &self.dirty[..self.ndirty];
@@ -1003,6 +1017,7 @@ impl<V> Tree<V> {
             return;
         }
         if self.ndirty == DIRTY_MAX {
+            self.reshaped = true;
             return self.fix_leaf(l);
         }
         self.dirty[self.ndirty] = l;
@@ -1014,6 +1029,29 @@ impl<V> Tree<V> {
     /// changes work as usual; only [`Tree::find_gap`] and [`Tree::largest_gap`] must wait for the end.
     pub fn begin_batch(&mut self) {
         self.batch = true;
+        self.reshaped = false;
+    }
+
+    /// Ends a batch whose changes, taken together, left every gap as it was: items were split into
+    /// touching pieces or touching items joined, each gap still ending at the same item with the same
+    /// length (a protect inside one entry). Then, unless the batch reshaped the tree or fixed a summary
+    /// from a state in its middle, every stored summary is still right and nothing is recomputed.
+    /// Otherwise this is [`Tree::end_batch`].
+    pub fn end_batch_same_gaps(&mut self) {
+        if self.reshaped {
+            return self.end_batch();
+        }
+        #[cfg(debug_assertions)]
+        for &l in &self.dirty[..self.ndirty] {
+            let p = self.leaves[l as usize].parent;
+            if p != NIL {
+                let i = self.kid_index(p, l);
+                let n = &self.inners[p as usize];
+                debug_assert_eq!((n.keys[i], n.gaps[i]), self.leaf_summary(l), "batch changed a gap");
+            }
+        }
+        self.batch = false;
+        self.ndirty = 0;
     }
 
     /// Ends a batch: fixes the summaries of every leaf it touched (a leaf freed meanwhile is skipped;
@@ -1656,6 +1694,14 @@ impl<V> Tree<V> {
     /// fails, or is forbidden ([`Tree::set_alloc_allowed`]) and the spare nodes are spent; never panics
     /// and never aborts. After `Ok`, the next `n` insertions neither allocate nor fail.
     pub fn ensure_spare(&mut self, n: usize) -> Result<(), StoreFull> {
+        // Fast path: an insertion splits at most one leaf and one inner node per level, plus a new root.
+        let spare = |len: usize, cap: usize, free: usize| cap - len + free;
+        let h = self.height as usize;
+        if spare(self.leaves.len(), self.leaves.capacity(), self.free_leaves.count) > n
+            && spare(self.inners.len(), self.inners.capacity(), self.free_inners.count) >= n * (h + n + 1)
+        {
+            return Ok(());
+        }
         let (nl, ni) = self.nodes_needed(n);
         Self::ensure_arena(&mut self.leaves, self.free_leaves.count, nl, self.alloc_allowed)?;
         Self::ensure_arena(&mut self.inners, self.free_inners.count, ni, self.alloc_allowed)
