@@ -46,7 +46,9 @@ impl<O: MapObject> VmMap<O> {
         self.check_insert(&range, &spec)?;
         self.ensure(1)?;
         self.begin();
+        self.store.begin_batch();
         self.insert_checked(range, spec);
+        self.store.end_batch();
         self.commit();
         Ok(())
     }
@@ -163,12 +165,14 @@ impl<O: MapObject> VmMap<O> {
         }
         self.ensure(2)?;
         self.begin();
+        self.store.begin_batch();
         let mut cur = self.clip_range(&range);
         while let Some(start) = cur {
             cur = self.next_inside(start, range.end);
             let e = self.take(start);
             self.effect(Effect::Unmap(e.range()));
         }
+        self.store.end_batch();
         self.commit();
         Ok(())
     }
