@@ -10,7 +10,8 @@
 //! # Layout
 //!
 //! Nodes live in two arenas (`Vec<Leaf<V>>`, `Vec<Inner>`) and link to each other by `u32` index. A leaf holds
-//! up to `LCAP` items inline, in address order, plus links to its parent and to the previous and next leaf.
+//! up to `LCAP` items inline, in address order, a compact copy of their starts (what searches read), plus
+//! links to its parent and to the previous and next leaf.
 //! An inner node holds up to `ICAP` children in three parallel arrays: `kids` (child index), `keys` (the
 //! child's first start) and `gaps` (the child's largest gap). Deleted nodes go on an intrusive, doubly linked
 //! free list inside their arena and are reused before the arena grows.
@@ -35,6 +36,9 @@
 //!    change to the last item of a leaf also refreshes the next leaf.
 //! 5. Every arena node is either reachable from the root or on its arena's free list (`parent == FREE`,
 //!    leaves empty), never both.
+//! 6. The finger, when set, names the leaf a descent for any address of its `[lo, hi)` reaches (every
+//!    change to inner keys or children forgets it); no batch is open between operations (between
+//!    [`Tree::begin_batch`] and [`Tree::end_batch`] only invariant 4 may lag, for the leaves touched).
 //!
 //! # Search bounds used by `find_gap`
 //!
