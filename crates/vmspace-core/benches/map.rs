@@ -110,6 +110,22 @@ fn bt_protect(m: &mut BTreeMap<u64, (u64, u8)>, s: u64, e: u64, p: u8) {
     }
 }
 
+/// Protects the page at `p` to `new` and back to `old` in each map: a split 1→3 and a merge 3→1.
+fn vm_flip(vm: &mut VmMap, p: u64, new: Prot, old: Prot) {
+    vm.protect(black_box(p..p + PS), new).unwrap();
+    vm.protect(p..p + PS, old).unwrap();
+}
+
+fn bt_flip(bt: &mut BTreeMap<u64, (u64, u8)>, p: u64, new: Prot, old: Prot) {
+    bt_protect(bt, black_box(p), p + PS, new.bits());
+    bt_protect(bt, p, p + PS, old.bits());
+}
+
+fn rm_flip(rm: &mut RangeMap<u64, u8>, p: u64, new: Prot, old: Prot) {
+    rm.insert(black_box(p..p + PS), new.bits());
+    rm.insert(p..p + PS, old.bits());
+}
+
 /// A linear scan over the range map's gaps for an aligned fit: what the peers offer for find_space.
 fn gaps_scan<'a>(
     mut ranges: impl Iterator<Item = (u64, u64)> + 'a,
@@ -198,6 +214,8 @@ fn bench(c: &mut Criterion) {
         );
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let probes: Vec<u64> = (0..4096).map(|_| addr_of(rng(&mut seed) % n) + PS).collect();
+        // The second page of a middle entry (even index: read-write).
+        let p = addr_of((n / 2) & !1) + PS;
 
         // Interleaved medians and ratios (15 rounds), printed before criterion's own groups.
         {
@@ -221,24 +239,13 @@ fn bench(c: &mut Criterion) {
                 ],
             );
             ratio_row("lookup random", n, &m);
-            let mid = (n / 2) & !1;
-            let p = addr_of(mid) + PS;
             let m = interleaved(
                 15,
                 20_000,
                 &mut [
-                    &mut || {
-                        vm.protect(black_box(p..p + PS), Prot::READ).unwrap();
-                        vm.protect(p..p + PS, Prot::RW).unwrap();
-                    },
-                    &mut || {
-                        bt_protect(&mut bt, black_box(p), p + PS, Prot::READ.bits());
-                        bt_protect(&mut bt, p, p + PS, Prot::RW.bits());
-                    },
-                    &mut || {
-                        rm.insert(black_box(p..p + PS), Prot::READ.bits());
-                        rm.insert(p..p + PS, Prot::RW.bits());
-                    },
+                    &mut || vm_flip(&mut vm, p, Prot::READ, Prot::RW),
+                    &mut || bt_flip(&mut bt, p, Prot::READ, Prot::RW),
+                    &mut || rm_flip(&mut rm, p, Prot::READ, Prot::RW),
                 ],
             );
             ratio_row("protect split+merge", n, &m);
@@ -259,20 +266,17 @@ fn bench(c: &mut Criterion) {
                     &mut || {
                         i = (i + 1) & 4095;
                         let (p, old, new) = picks[i];
-                        vm.protect(black_box(p..p + PS), new).unwrap();
-                        vm.protect(p..p + PS, old).unwrap();
+                        vm_flip(&mut vm, p, new, old);
                     },
                     &mut || {
                         j = (j + 1) & 4095;
                         let (p, old, new) = picks[j];
-                        bt_protect(&mut bt, black_box(p), p + PS, new.bits());
-                        bt_protect(&mut bt, p, p + PS, old.bits());
+                        bt_flip(&mut bt, p, new, old);
                     },
                     &mut || {
                         k = (k + 1) & 4095;
                         let (p, old, new) = picks[k];
-                        rm.insert(black_box(p..p + PS), new.bits());
-                        rm.insert(p..p + PS, old.bits());
+                        rm_flip(&mut rm, p, new, old);
                     },
                 ],
             );
@@ -318,27 +322,10 @@ fn bench(c: &mut Criterion) {
         });
         g.finish();
 
-        let mid = (n / 2) & !1;
-        let p = addr_of(mid) + PS;
         let mut g = c.benchmark_group(format!("protect split+merge/{n}"));
-        g.bench_function("vmspace", |b| {
-            b.iter(|| {
-                vm.protect(black_box(p..p + PS), Prot::READ).unwrap();
-                vm.protect(p..p + PS, Prot::RW).unwrap();
-            })
-        });
-        g.bench_function("btreemap", |b| {
-            b.iter(|| {
-                bt_protect(&mut bt, black_box(p), p + PS, Prot::READ.bits());
-                bt_protect(&mut bt, p, p + PS, Prot::RW.bits());
-            })
-        });
-        g.bench_function("rangemap", |b| {
-            b.iter(|| {
-                rm.insert(black_box(p..p + PS), Prot::READ.bits());
-                rm.insert(p..p + PS, Prot::RW.bits());
-            })
-        });
+        g.bench_function("vmspace", |b| b.iter(|| vm_flip(&mut vm, p, Prot::READ, Prot::RW)));
+        g.bench_function("btreemap", |b| b.iter(|| bt_flip(&mut bt, p, Prot::READ, Prot::RW)));
+        g.bench_function("rangemap", |b| b.iter(|| rm_flip(&mut rm, p, Prot::READ, Prot::RW)));
         g.finish();
 
         // A disjoint range above every entry.

@@ -391,7 +391,13 @@ impl<O: MapObject> VmMap<O> {
         self.journal.push(Undo::Inserted(start));
         let v = self.store.value_mut(start).expect("update: entry present");
         f(v);
-        match (was_wired, v.wired_count > 0) {
+        let now_wired = v.wired_count > 0;
+        self.count_wiring(len, was_wired, now_wired);
+    }
+
+    /// Keeps `wired` right when `len` bytes go from wired (`was`) or not to wired (`now`) or not.
+    fn count_wiring(&mut self, len: u64, was: bool, now: bool) {
+        match (was, now) {
             (false, true) => self.wired += len,
             (true, false) => self.wired -= len,
             _ => {}

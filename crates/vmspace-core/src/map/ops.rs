@@ -580,9 +580,7 @@ impl<O: MapObject> VmMap<O> {
         self.commit();
         Ok(())
     }
-}
 
-impl<O: MapObject> VmMap<O> {
     /// [`VmMap::change`] when `range` lies inside one entry and the change alters it: the same result
     /// (pieces, merges with the neighbours, counters, journal, effect) in a handful of tree operations,
     /// where the general path clips, updates and simplifies with a lookup per step. Returns `Ok(false)`,
@@ -624,7 +622,7 @@ impl<O: MapObject> VmMap<O> {
         self.ensure(2)?;
         self.begin();
         self.store.begin_batch();
-        let wired_change = (e.value.wired_count > 0, mid.value.wired_count > 0);
+        let (was_wired, now_wired) = (e.value.wired_count > 0, mid.value.wired_count > 0);
         let upper_offset = e.value.offset.wrapping_add(t - e.start);
         let end = next.as_ref().map_or(t, |n| n.end);
         self.journal.push(Undo::Removed(e.clone()));
@@ -683,11 +681,7 @@ impl<O: MapObject> VmMap<O> {
         if upper {
             self.journal.push(Undo::Inserted(t));
         }
-        match wired_change {
-            (false, true) => self.wired += t - s,
-            (true, false) => self.wired -= t - s,
-            _ => {}
-        }
+        self.count_wiring(t - s, was_wired, now_wired);
         if let Some(fx) = fx {
             self.effect(with_range(fx, s..t));
         }

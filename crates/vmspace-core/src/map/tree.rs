@@ -509,8 +509,8 @@ struct Finger {
     leaf: u32,
     lo: u64,
     hi: u64,
-    /// The slot the last changing operation used in `leaf`: searches try it and the one after it
-    /// first (a guess, checked against `starts`).
+    /// The slot the last changing operation used in `leaf`: searches try it and its neighbours first
+    /// (a guess, checked against `starts`; see [`Tree::count_at`]).
     slot: usize,
 }
 
@@ -670,8 +670,8 @@ impl<V> Tree<V> {
         found.then(|| (l, i - 1))
     }
 
-    /// [`count_items_le`] for leaf `l`, trying the finger's slot and the one after it first: a changing
-    /// operation usually works on one entry and its neighbour several times over.
+    /// [`count_items_le`] for leaf `l`, trying the finger's slot, the three after it and the one before
+    /// it first: a changing operation usually works on one entry and its neighbours several times over.
     #[inline]
     fn count_at(&self, l: u32, addr: u64) -> usize {
         let leaf = &self.leaves[l as usize];
