@@ -1,12 +1,13 @@
 //! Property test: random operation sequences applied to the map and to the page-by-page reference
 //! model must give the same results, the same errors and the same pages, with every invariant holding
-//! after every step. `PROPTEST_CASES` overrides the number of sequences (10,000 by default).
+//! after every step. A replica repeats every call through `VmMap::replay` (no journal, no effects) and
+//! must stay equal to the map. `PROPTEST_CASES` overrides the number of sequences (10,000 by default).
 
 mod model;
 
 use model::{Model, PS};
 use proptest::prelude::*;
-use vmspace_core::{Access, Advice, Behavior, Inherit, MapSpec, Prot, VmMap};
+use vmspace_core::{Access, Advice, Behavior, Inherit, MapSpec, Prot, VmError, VmMap};
 
 const MIN: u64 = 0x40_0000;
 const PAGES: usize = 48;
@@ -121,9 +122,58 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Applies `op` to `map` as the map-side half of a step (Fork and Undo are handled by `run`).
+fn on_map(map: &mut VmMap, op: &Op) -> Result<String, VmError> {
+    let none = |r: Result<(), VmError>| r.map(|_| String::new());
+    match op {
+        Op::Insert(s, e, sp) => none(map.insert(*s..*e, sp.get())),
+        Op::MapAnywhere(len, align, sp) => {
+            map.map_anywhere(*len, *align, sp.get()).map(|a| format!("{a:#x}"))
+        }
+        Op::FindSpace(len, align) => map.find_space(*len, *align).map(|a| format!("{a:#x}")),
+        Op::Remove(s, e) => none(map.remove(*s..*e)),
+        Op::Protect(s, e, p) => none(map.protect(*s..*e, *p)),
+        Op::ProtectMax(s, e, p) => none(map.protect_max(*s..*e, *p)),
+        Op::Inherit(s, e, i) => none(map.inherit(*s..*e, *i)),
+        Op::Madvise(s, e, a) => none(map.madvise(*s..*e, *a)),
+        Op::Wire(s, e) => none(map.wire(*s..*e)),
+        Op::Unwire(s, e) => none(map.unwire(*s..*e)),
+        Op::Guard(s, e) => none(map.guard(*s..*e)),
+        Op::Seal(s, e) => none(map.seal(*s..*e)),
+        Op::Stack(b, m, i, sp) => map.stack(*b, *m, *i, sp.get()).map(|r| format!("{r:?}")),
+        Op::GrowStack(a) => map.grow_stack(*a).map(|g| format!("{g:?}")),
+        Op::Lookup(a, p, o) => {
+            map.lookup(*a, Access { prot: *p, override_write: *o }).map(|f| format!("{}", f.prot))
+        }
+        Op::Fork(_) | Op::Undo => unreachable!("run forks and undoes itself"),
+        Op::WireFuture(on) => {
+            map.set_wire_future(*on);
+            Ok(String::new())
+        }
+        Op::StackLimit(l) => {
+            map.set_stack_limit(*l);
+            Ok(String::new())
+        }
+    }
+}
+
+/// The replica agrees with the map: entries, counters and timestamp; and it recorded nothing.
+fn assert_replica(map: &VmMap, replica: &VmMap, op: &Op) {
+    let (a, b): (Vec<_>, Vec<_>) = (map.entries().collect(), replica.entries().collect());
+    assert_eq!(a, b, "replica after {op:?}\n{map}\n{replica}");
+    assert_eq!(
+        (map.size(), map.wired_size(), map.timestamp(), map.len()),
+        (replica.size(), replica.wired_size(), replica.timestamp(), replica.len()),
+        "replica counters after {op:?}"
+    );
+    assert!(replica.effects().is_empty(), "a replay records no effects");
+    replica.check_invariants().unwrap_or_else(|e| panic!("replica invariant: {e}\n{replica}"));
+}
+
 fn run(ops: Vec<Op>) {
     let mut map: VmMap = VmMap::new(MIN, MIN + PAGES as u64 * PS).unwrap();
     map.set_stack_growth(2 * PS);
+    let mut replica = map.clone();
     let mut model = Model::new(MIN, PAGES);
     model.stack_growth = 2 * PS;
     // The state before the last operation, for `undo`.
@@ -131,86 +181,51 @@ fn run(ops: Vec<Op>) {
     for (step, op) in ops.into_iter().enumerate() {
         let saved = model.clone();
         let ts = map.timestamp();
-        let (got, want): (Result<String, _>, Result<String, _>) = match &op {
-            Op::Insert(s, e, sp) => (
-                map.insert(*s..*e, sp.get()).map(|_| String::new()),
-                model.insert(*s..*e, &sp.get()).map(|_| String::new()),
-            ),
-            Op::MapAnywhere(len, align, sp) => {
-                let want = model
-                    .find_space(*len, *align)
-                    .and_then(|a| model.insert(a..a + len, &sp.get()).map(|_| a));
-                let got = map.map_anywhere(*len, *align, sp.get());
-                (got.map(|a| format!("{a:#x}")), want.map(|a| format!("{a:#x}")))
-            }
-            Op::FindSpace(len, align) => (
-                map.find_space(*len, *align).map(|a| format!("{a:#x}")),
-                model.find_space(*len, *align).map(|a| format!("{a:#x}")),
-            ),
-            Op::Remove(s, e) => {
-                (map.remove(*s..*e).map(|_| String::new()), model.remove(*s..*e).map(|_| String::new()))
-            }
-            Op::Protect(s, e, p) => (
-                map.protect(*s..*e, *p).map(|_| String::new()),
-                model.protect(*s..*e, *p).map(|_| String::new()),
-            ),
-            Op::ProtectMax(s, e, p) => (
-                map.protect_max(*s..*e, *p).map(|_| String::new()),
-                model.protect_max(*s..*e, *p).map(|_| String::new()),
-            ),
-            Op::Inherit(s, e, i) => (
-                map.inherit(*s..*e, *i).map(|_| String::new()),
-                model.inherit(*s..*e, *i).map(|_| String::new()),
-            ),
-            Op::Madvise(s, e, a) => (
-                map.madvise(*s..*e, *a).map(|_| String::new()),
-                model.madvise(*s..*e, *a).map(|_| String::new()),
-            ),
-            Op::Wire(s, e) => {
-                (map.wire(*s..*e).map(|_| String::new()), model.wire(*s..*e).map(|_| String::new()))
-            }
-            Op::Unwire(s, e) => {
-                (map.unwire(*s..*e).map(|_| String::new()), model.unwire(*s..*e).map(|_| String::new()))
-            }
-            Op::Guard(s, e) => {
-                (map.guard(*s..*e).map(|_| String::new()), model.guard(*s..*e).map(|_| String::new()))
-            }
-            Op::Seal(s, e) => {
-                (map.seal(*s..*e).map(|_| String::new()), model.seal(*s..*e).map(|_| String::new()))
-            }
-            Op::Stack(b, m, i, sp) => (
-                map.stack(*b, *m, *i, sp.get()).map(|r| format!("{r:?}")),
-                model.stack(*b, *m, *i, &sp.get()).map(|r| format!("{r:?}")),
-            ),
-            Op::GrowStack(a) => {
-                (map.grow_stack(*a).map(|g| format!("{g:?}")), model.grow_stack(*a).map(|g| format!("{g:?}")))
-            }
-            Op::Lookup(a, p, o) => (
-                map.lookup(*a, Access { prot: *p, override_write: *o }).map(|f| format!("{}", f.prot)),
-                model.lookup(*a, *p, *o).map(|p| format!("{p}")),
-            ),
+        let want: Result<String, _> = match &op {
+            Op::Insert(s, e, sp) => model.insert(*s..*e, &sp.get()).map(|_| String::new()),
+            Op::MapAnywhere(len, align, sp) => model
+                .find_space(*len, *align)
+                .and_then(|a| model.insert(a..a + len, &sp.get()).map(|_| a))
+                .map(|a| format!("{a:#x}")),
+            Op::FindSpace(len, align) => model.find_space(*len, *align).map(|a| format!("{a:#x}")),
+            Op::Remove(s, e) => model.remove(*s..*e).map(|_| String::new()),
+            Op::Protect(s, e, p) => model.protect(*s..*e, *p).map(|_| String::new()),
+            Op::ProtectMax(s, e, p) => model.protect_max(*s..*e, *p).map(|_| String::new()),
+            Op::Inherit(s, e, i) => model.inherit(*s..*e, *i).map(|_| String::new()),
+            Op::Madvise(s, e, a) => model.madvise(*s..*e, *a).map(|_| String::new()),
+            Op::Wire(s, e) => model.wire(*s..*e).map(|_| String::new()),
+            Op::Unwire(s, e) => model.unwire(*s..*e).map(|_| String::new()),
+            Op::Guard(s, e) => model.guard(*s..*e).map(|_| String::new()),
+            Op::Seal(s, e) => model.seal(*s..*e).map(|_| String::new()),
+            Op::Stack(b, m, i, sp) => model.stack(*b, *m, *i, &sp.get()).map(|r| format!("{r:?}")),
+            Op::GrowStack(a) => model.grow_stack(*a).map(|g| format!("{g:?}")),
+            Op::Lookup(a, p, o) => model.lookup(*a, *p, *o).map(|p| format!("{p}")),
             Op::Fork(keep_child) => {
                 let child_map = map.fork().unwrap();
+                let child_replica = replica.replay(|m| m.fork().unwrap());
+                assert_replica(&map, &replica, &op);
+                assert_replica(&child_map, &child_replica, &op);
                 let child_model = model.fork();
                 child_model.assert_same(&child_map);
                 if *keep_child {
                     map = child_map;
+                    replica = map.clone();
                     model = child_model;
                     before = None;
                     model.assert_same(&map);
                     continue;
                 }
-                (Ok(String::new()), Ok(String::new()))
+                model.assert_same(&map);
+                before = (map.timestamp() != ts).then_some(saved);
+                continue;
             }
             Op::WireFuture(on) => {
-                map.set_wire_future(*on);
                 model.wire_future = *on;
-                (Ok(String::new()), Ok(String::new()))
+                Ok(String::new())
             }
             Op::StackLimit(l) => {
-                map.set_stack_limit(*l);
                 model.stack_limit = *l;
-                (Ok(String::new()), Ok(String::new()))
+                Ok(String::new())
             }
             Op::Undo => {
                 let did = map.undo();
@@ -224,10 +239,18 @@ fn run(ops: Vec<Op>) {
                 }
                 model.assert_same(&map);
                 assert!(!map.undo(), "one level of undo only");
+                // A replica has nothing to undo: it is copied again, as a left-right pair would do.
+                replica = map.clone();
                 continue;
             }
         };
+        let got = on_map(&mut map, &op);
         assert_eq!(got, want, "step {step}: {op:?}\n{map}");
+        if got.is_ok() {
+            let again = replica.replay(|m| on_map(m, &op));
+            assert_eq!(again, got, "the replay of {op:?} answers as the call did");
+        }
+        assert_replica(&map, &replica, &op);
         if matches!(op, Op::FindSpace(..)) {
             // A query: no effects of its own, and `undo` still refers to the call before it.
             model.assert_same(&map);

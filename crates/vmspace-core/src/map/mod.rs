@@ -86,6 +86,10 @@ pub struct VmMap<O = ()> {
     effects: Vec<Effect<O>>,
     /// Counters before the last operation, for `undo`.
     saved: (u64, u64, u64, bool),
+    /// Changes the current operation made (journaled or not): whether the timestamp moves.
+    steps: usize,
+    /// Whether operations record their undo journal and effects; off inside [`VmMap::replay`].
+    recording: bool,
 }
 
 impl<O: MapObject> Clone for VmMap<O> {
@@ -104,6 +108,8 @@ impl<O: MapObject> Clone for VmMap<O> {
             journal: Vec::new(),
             effects: Vec::new(),
             saved: (self.size, self.wired, self.timestamp, self.wire_future),
+            steps: 0,
+            recording: true,
         }
     }
 }
@@ -135,6 +141,8 @@ impl<O: MapObject> VmMap<O> {
             journal: Vec::new(),
             effects: Vec::new(),
             saved: (0, 0, 0, false),
+            steps: 0,
+            recording: true,
         })
     }
 
@@ -266,6 +274,20 @@ impl<O: MapObject> VmMap<O> {
         self.effects.reserve(n.saturating_sub(self.effects.len()));
     }
 
+    /// Runs `op` (calls on this map) without recording an undo journal or effects: for a replica
+    /// brought up to date by repeating, call for call, what its original did successfully (the second
+    /// copy of a left-right pair). The map, its counters and its timestamp change exactly as they
+    /// would otherwise; afterwards [`VmMap::effects`] is empty and [`VmMap::undo`] has nothing to undo.
+    /// Saves the journal's copies of every entry an operation replaces.
+    pub fn replay<R>(&mut self, op: impl FnOnce(&mut Self) -> R) -> R {
+        let was = core::mem::replace(&mut self.recording, false);
+        let r = op(self);
+        self.recording = was;
+        self.journal.clear();
+        self.effects.clear();
+        r
+    }
+
     /// Reverts the last mutating call: the map, its counters and its timestamp are as they were before
     /// it. For callers whose OS step failed after the map decided. Returns `false`, changing nothing,
     /// when that call failed or changed nothing, or was itself an `undo` (one level only). Settings
@@ -344,51 +366,72 @@ impl<O: MapObject> VmMap<O> {
     fn begin(&mut self) {
         self.journal.clear();
         self.effects.clear();
+        self.steps = 0;
         self.saved = (self.size, self.wired, self.timestamp, self.wire_future);
     }
 
     /// Ends a successful mutating operation: the timestamp moves if the map changed.
     fn commit(&mut self) {
-        if !self.journal.is_empty() {
+        if self.steps > 0 {
             self.timestamp = self.timestamp.wrapping_add(1);
         }
     }
 
     // ---- journaled primitives: they cannot fail ----
 
-    fn count_in(&mut self, e: &Entry<O>) {
-        self.size += e.len();
-        if e.value.wired_count > 0 {
-            self.wired += e.len();
+    /// Journals that an item now starts at `start` (undo removes it).
+    fn log_inserted(&mut self, start: u64) {
+        self.steps += 1;
+        if self.recording {
+            self.journal.push(Undo::Inserted(start));
         }
     }
 
-    fn count_out(&mut self, e: &Entry<O>) {
-        self.size -= e.len();
-        if e.value.wired_count > 0 {
-            self.wired -= e.len();
+    /// Journals the item at `start` as it is now, before it is replaced or removed (undo puts it back).
+    fn log_replaced(&mut self, start: u64) {
+        self.steps += 1;
+        if self.recording {
+            let old = self.store.get(start).expect("log: the caller found this entry").clone();
+            self.journal.push(Undo::Removed(old));
+        }
+    }
+
+    /// Counts `len` bytes in, wired or not.
+    fn count_in(&mut self, len: u64, wired: bool) {
+        self.size += len;
+        if wired {
+            self.wired += len;
+        }
+    }
+
+    /// Counts `len` bytes out, wired or not.
+    fn count_out(&mut self, len: u64, wired: bool) {
+        self.size -= len;
+        if wired {
+            self.wired -= len;
         }
     }
 
     fn put(&mut self, e: Entry<O>) {
-        self.count_in(&e);
-        self.journal.push(Undo::Inserted(e.start));
+        self.count_in(e.len(), e.value.wired_count > 0);
+        self.log_inserted(e.start);
         self.store.insert(e);
     }
 
-    fn take(&mut self, start: u64) -> Entry<O> {
+    /// Removes the entry at `start`; returns its range.
+    fn take(&mut self, start: u64) -> Range<u64> {
+        self.log_replaced(start);
         let e = self.store.remove(start).expect("take: the caller found this entry");
-        self.count_out(&e);
-        self.journal.push(Undo::Removed(e.clone()));
-        e
+        self.count_out(e.len(), e.value.wired_count > 0);
+        e.range()
     }
 
     /// Changes the attributes of the entry at `start` in place.
     fn update(&mut self, start: u64, f: impl FnOnce(&mut Attrs<O>)) {
-        let old = self.store.get(start).expect("update: the caller found this entry").clone();
+        let old = self.store.get(start).expect("update: the caller found this entry");
         let (len, was_wired) = (old.len(), old.value.wired_count > 0);
-        self.journal.push(Undo::Removed(old));
-        self.journal.push(Undo::Inserted(start));
+        self.log_replaced(start);
+        self.log_inserted(start);
         let v = self.store.value_mut(start).expect("update: entry present");
         f(v);
         let now_wired = v.wired_count > 0;
@@ -407,19 +450,19 @@ impl<O: MapObject> VmMap<O> {
     /// Moves the bounds (and reservation) of the entry at `start`, adjusting its offset by how far the
     /// start moved.
     fn reshape(&mut self, start: u64, new_start: u64, new_end: u64, reserve: u64) {
-        let old = self.store.get(start).expect("reshape: the caller found this entry").clone();
+        let old = self.store.get(start).expect("reshape: the caller found this entry");
         let offset = if new_start >= old.start {
             old.value.offset.wrapping_add(new_start - old.start)
         } else {
             old.value.offset.wrapping_sub(old.start - new_start)
         };
-        self.count_out(&old);
-        let wired = old.value.wired_count > 0;
-        self.journal.push(Undo::Removed(old));
+        let (len, wired) = (old.len(), old.value.wired_count > 0);
+        self.count_out(len, wired);
+        self.log_replaced(start);
         // In place when the order of starts is kept (the tree checks), else a move.
         self.store.set_bounds(start, new_start, new_end, reserve);
         self.store.value_mut(new_start).expect("reshape: entry present").offset = offset;
-        self.journal.push(Undo::Inserted(new_start));
+        self.log_inserted(new_start);
         self.size += new_end - new_start;
         if wired {
             self.wired += new_end - new_start;
@@ -487,6 +530,9 @@ impl<O: MapObject> VmMap<O> {
     /// Pushes an effect, extending the previous one when it is the same change on the adjacent range.
     fn effect(&mut self, fx: Effect<O>) {
         use Effect::*;
+        if !self.recording {
+            return;
+        }
         if let Some(last) = self.effects.last_mut() {
             let joined = match (last, &fx) {
                 (Unmap(a), Unmap(b))

@@ -8,7 +8,7 @@ use super::entry::{Attrs, Entry};
 use super::error::VmError;
 use super::store::GapRequest;
 use super::types::{Advice, Behavior, EntryFlags, Inherit, MapKind, MapObject, MapSpec, Prot, SubmapId};
-use super::{Item, Undo, VmMap};
+use super::{Item, VmMap};
 
 /// A free-space request with every option (`vm_map_findspace`'s start, length, alignment and flags).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,8 +169,8 @@ impl<O: MapObject> VmMap<O> {
         let mut cur = self.clip_range(&range);
         while let Some(start) = cur {
             cur = self.next_inside(start, range.end);
-            let e = self.take(start);
-            self.effect(Effect::Unmap(e.range()));
+            let r = self.take(start);
+            self.effect(Effect::Unmap(r));
         }
         self.store.end_batch();
         self.commit();
@@ -613,73 +613,49 @@ impl<O: MapObject> VmMap<O> {
         a.offset = e.value.offset.wrapping_add(s - e.start);
         // The middle piece keeps the stack reservation only when it is the lowest piece.
         let mid = Item { start: s, end: t, reserve_below: if lower { 0 } else { e.reserve_below }, value: a };
+        // The neighbours that absorb the middle piece: the one below, or the one above by its end.
         let prev = if lower {
             None
         } else {
             self.store.prev(s).filter(|p| p.end == s && p.mergeable_with(&mid)).cloned()
         };
-        let next = if upper { None } else { self.store.get(t).filter(|n| mid.mergeable_with(n)).cloned() };
+        let next_end =
+            if upper { None } else { self.store.get(t).filter(|n| mid.mergeable_with(n)).map(|n| n.end) };
         self.ensure(2)?;
         self.begin();
         self.store.begin_batch();
         let (was_wired, now_wired) = (e.value.wired_count > 0, mid.value.wired_count > 0);
-        let upper_offset = e.value.offset.wrapping_add(t - e.start);
-        let end = next.as_ref().map_or(t, |n| n.end);
-        self.journal.push(Undo::Removed(e.clone()));
-        if let Some(p) = &prev {
-            self.journal.push(Undo::Removed(p.clone()));
-        }
-        if let Some(n) = &next {
-            self.journal.push(Undo::Removed(n.clone()));
-        }
-        // Reuse the slots already in the tree where the order allows (no shifting), and insert only
-        // the pieces that are new.
-        let mut insert_upper = upper;
-        match &prev {
-            Some(p) => {
-                // The entry below absorbs the middle piece; E's slot becomes the upper piece or goes.
-                if upper {
-                    self.store.value_mut(e.start).expect("entry present").offset = upper_offset;
-                    self.store.set_bounds(e.start, t, e.end, 0);
-                    insert_upper = false;
-                } else {
-                    self.store.remove(e.start);
-                }
-                if next.is_some() {
-                    self.store.remove(t);
-                }
-                self.store.set_bounds(p.start, p.start, end, p.reserve_below);
-                self.journal.push(Undo::Inserted(p.start));
-            }
-            None if lower => {
-                self.store.set_bounds(e.start, e.start, s, e.reserve_below);
-                self.journal.push(Undo::Inserted(e.start));
-                if next.is_some() {
-                    // The entry above becomes the middle piece, grown down to `s`.
-                    *self.store.value_mut(t).expect("entry present") = mid.value;
-                    self.store.set_bounds(t, s, end, 0);
-                } else {
-                    self.store.insert(mid);
-                }
-                self.journal.push(Undo::Inserted(s));
-            }
-            None => {
-                // E's slot becomes the middle piece (it starts at `s`).
-                *self.store.value_mut(e.start).expect("entry present") = mid.value;
-                if next.is_some() {
-                    self.store.remove(t);
-                }
-                self.store.set_bounds(s, s, end, mid.reserve_below);
-                self.journal.push(Undo::Inserted(s));
-            }
-        }
-        if insert_upper {
+        // The run of entries replaced, [P] E [N], and the pieces that replace it: E's lower piece, the
+        // middle (joined with P or N when they merge) and E's upper piece. The run keeps its start.
+        let old = [prev.as_ref().map(|p| p.start), Some(e.start), next_end.map(|_| t)];
+        let (first, count) =
+            (old.into_iter().flatten().next().unwrap_or(e.start), old.into_iter().flatten().count());
+        let mid_end = next_end.unwrap_or(t);
+        let upper_piece = upper.then(|| {
             let mut value = e.value.clone();
-            value.offset = upper_offset;
-            self.store.insert(Item { start: t, end: e.end, reserve_below: 0, value });
+            value.offset = e.value.offset.wrapping_add(t - e.start);
+            Item { start: t, end: e.end, reserve_below: 0, value }
+        });
+        let pieces = match prev {
+            Some(p) => [Some(Item { end: mid_end, ..p }), upper_piece, None],
+            None => [
+                lower.then(|| Item {
+                    start: e.start,
+                    end: s,
+                    reserve_below: e.reserve_below,
+                    value: e.value.clone(),
+                }),
+                Some(Item { end: mid_end, ..mid }),
+                upper_piece,
+            ],
+        };
+        for at in old.into_iter().flatten() {
+            self.log_replaced(at);
         }
-        if upper {
-            self.journal.push(Undo::Inserted(t));
+        let starts = pieces.each_ref().map(|p| p.as_ref().map(|p| p.start));
+        self.store.replace_run(first, count, pieces);
+        for start in starts.into_iter().flatten() {
+            self.log_inserted(start);
         }
         self.count_wiring(t - s, was_wired, now_wired);
         if let Some(fx) = fx {

@@ -1502,6 +1502,62 @@ impl<V> Tree<V> {
         }
     }
 
+    /// Replaces the `count` consecutive items from the one starting at `first` by the items of `new`
+    /// (in address order, the first starting at `first`, none overlapping the items around the run):
+    /// how a change inside one entry splits it into pieces or joins it with its neighbours. When one
+    /// leaf holds the run and has room for the result, this is one shift of the items above the run;
+    /// otherwise the old items are removed and the new ones inserted one by one. Does nothing when no
+    /// item starts at `first`.
+    pub fn replace_run<const N: usize>(&mut self, first: u64, count: usize, new: [Option<Item<V>>; N]) {
+        debug_assert!(
+            new.iter().flatten().next().is_some_and(|it| it.start == first),
+            "the run keeps its start"
+        );
+        let Some((l, pos)) = self.pos_exact_mut(first) else { return };
+        let li = l as usize;
+        let len = self.leaves[li].len as usize;
+        let n = new.iter().flatten().count();
+        let fits = pos + count <= len && len - count + n <= LCAP;
+        if n == 0 || !fits || (self.height > 0 && len - count + n < LMIN) {
+            for _ in 0..count {
+                let Some(s) = self.ceil(first).map(|it| it.start) else { break };
+                self.remove(s);
+            }
+            for it in new.into_iter().flatten() {
+                self.insert(it);
+            }
+            return;
+        }
+        let leaf = &mut self.leaves[li];
+        // While the run is rewritten the leaf owns only the items below it: if a drop panicked, the
+        // items above would leak, never be dropped twice.
+        leaf.len = pos as u32;
+        let p = leaf.items.as_mut_ptr();
+        // SAFETY: slots `pos..pos + count` are initialised (`pos + count <= len`) and dropped once here;
+        // then the initialised `pos + count..len` move to `pos + n..`, inside the array since
+        // `len - count + n <= LCAP` (`ptr::copy` allows the overlap), and slots `pos..pos + n`, stale
+        // duplicates or dropped, are overwritten below without being dropped.
+        unsafe {
+            for k in pos..pos + count {
+                ptr::drop_in_place(leaf.items[k].as_mut_ptr());
+            }
+            ptr::copy(p.add(pos + count), p.add(pos + n), len - pos - count);
+        }
+        leaf.starts.copy_within(pos + count..len, pos + n);
+        for (k, it) in new.into_iter().flatten().enumerate() {
+            leaf.starts[pos + k] = it.start;
+            leaf.items[pos + k] = MaybeUninit::new(it);
+        }
+        leaf.len = (len - count + n) as u32;
+        let next = leaf.next;
+        self.count = self.count - count + n;
+        self.finger.slot = pos;
+        self.touch(l, false);
+        if pos + count == len && next != NIL {
+            self.touch(next, false); // the next leaf's first gap starts at the run's last end
+        }
+    }
+
     // ----- checking -----
 
     /// Checks the tree's invariants (module documentation), including that every stored `max_free` equals a
@@ -1838,13 +1894,46 @@ mod tests {
 
     #[derive(Clone, Debug)]
     enum Op {
-        Insert { start: u64, pages: u64, rb: u64, v: u32 },
-        Fill { start: u64, count: usize, pages: u64, gap: u64 },
-        Remove { pick: usize },
+        Insert {
+            start: u64,
+            pages: u64,
+            rb: u64,
+            v: u32,
+        },
+        Fill {
+            start: u64,
+            count: usize,
+            pages: u64,
+            gap: u64,
+        },
+        Remove {
+            pick: usize,
+        },
         RemoveAddr(u64),
-        SetBounds { pick: usize, a: u64, b: u64, rb: u64 },
-        Move { pick: usize, to: u64 },
-        Value { pick: usize, v: u32 },
+        SetBounds {
+            pick: usize,
+            a: u64,
+            b: u64,
+            rb: u64,
+        },
+        Move {
+            pick: usize,
+            to: u64,
+        },
+        Value {
+            pick: usize,
+            v: u32,
+        },
+        /// Replace `count` consecutive items by up to three pieces of their span, cut at `cuts`, the
+        /// last one shortened by `shrink` bytes (within its length).
+        Replace {
+            pick: usize,
+            count: usize,
+            pieces: usize,
+            cuts: [u64; 2],
+            shrink: u64,
+            v: u32,
+        },
     }
 
     /// Mostly page-aligned addresses, clustered on both sides of GiB boundaries so that items collide and
@@ -1874,6 +1963,8 @@ mod tests {
                 .prop_map(|(pick, a, b, rb)| Op::SetBounds { pick, a, b, rb }),
             1 => (any::<usize>(), addr()).prop_map(|(pick, to)| Op::Move { pick, to }),
             1 => (any::<usize>(), any::<u32>()).prop_map(|(pick, v)| Op::Value { pick, v }),
+            3 => (any::<usize>(), 1usize..4, 1usize..4, any::<[u64; 2]>(), prop_oneof![3 => Just(0u64), 1 => any::<u64>()], any::<u32>())
+                .prop_map(|(pick, count, pieces, cuts, shrink, v)| Op::Replace { pick, count, pieces, cuts, shrink, v }),
         ]
     }
 
@@ -1989,6 +2080,36 @@ mod tests {
                     *s.value_mut(st).unwrap() = v;
                 }
                 assert_eq!(t.value_mut(u64::MAX).is_none(), s.value_mut(u64::MAX).is_none());
+            }
+            Op::Replace { pick, count, pieces, cuts, shrink, v } => {
+                let Some(st) = nth_start(s, pick) else { return };
+                let old: Vec<Item<u32>> = s.iter().filter(|it| it.start >= st).take(count).cloned().collect();
+                let end = old.last().unwrap().end;
+                let mut points: Vec<u64> = cuts
+                    .iter()
+                    .take(pieces - 1)
+                    .filter(|_| end - st >= 2)
+                    .map(|c| st + 1 + c % (end - st - 1))
+                    .collect();
+                points.sort_unstable();
+                points.dedup();
+                points.insert(0, st);
+                points.push(end);
+                let mut new = [None, None, None];
+                for (k, w) in points.windows(2).enumerate() {
+                    let rb = if k == 0 { old[0].reserve_below } else { 0 };
+                    new[k] = Some(item(w[0], w[1], rb, v.wrapping_add(k as u32)));
+                }
+                let last = points.len() - 2;
+                let it = new[last].as_mut().unwrap();
+                it.end -= shrink % (it.end - it.start);
+                for o in &old {
+                    s.remove(o.start);
+                }
+                for it in new.iter().flatten() {
+                    s.insert(it.clone());
+                }
+                t.replace_run(st, old.len(), new);
             }
         }
     }
