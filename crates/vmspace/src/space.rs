@@ -143,8 +143,16 @@ impl AddressSpace {
     /// [`AddressSpace::map`] with alignment, hint, bounds and direction.
     pub fn map_with(&self, find: &FindSpec, spec: MapSpec<Backing>) -> Result<u64, Error> {
         let spec = linux_spec(spec)?;
+        // The second copy of the map is brought up to date with the same call: it maps where the
+        // first copy found space (the copies are equal, so it would find the same place) without
+        // searching again.
+        let found = Cell::new(None);
         self.apply(|m| {
-            let at = m.find_space_with(find)?;
+            let at = match found.get() {
+                Some(at) => at,
+                None => m.find_space_with(find)?,
+            };
+            found.set(Some(at));
             m.insert(at..at + find.len, spec.clone())?;
             Ok(at)
         })
@@ -365,7 +373,8 @@ impl Shared {
 
     /// Runs a map operation with the write lock held and applies its effects to the kernel; on a
     /// failing system call, undoes the map and puts the kernel back in line with it. The operation
-    /// runs again on the second copy of the map (it is deterministic), so it must be `Fn`.
+    /// runs again on the second copy of the map, through `VmMap::replay` (it is deterministic), so it
+    /// must be `Fn`; it runs there only after it succeeded on the first.
     ///
     /// On success nothing here allocates or frees (the effects stay in the map's list, whose capacity
     /// is kept): the fault handler grows stacks through this path.
@@ -409,7 +418,8 @@ impl Shared {
                 if recovered.get() {
                     *other = done.clone();
                 } else {
-                    let _ = op(other);
+                    // The same call again, without the journal and effects the first copy kept.
+                    let _ = other.replay(|m| op(m));
                 }
             },
         )
