@@ -1,6 +1,8 @@
 //! `AddressSpace` against the bare system calls, with 100, 10,000 and 60,000 entries in the space:
 //! protect one page in the middle of an entry and back (split + merge, two `mprotect` calls), and map +
-//! unmap of one page (`mmap` + `munmap`). `cargo bench -p vmspace --bench space`.
+//! unmap of one page, against `mmap` + `munmap` and against the same two calls an owner of a
+//! reservation makes (`mmap(MAP_FIXED)` into it, then `mmap(PROT_NONE, MAP_FIXED | MAP_NORESERVE)` to
+//! give the page back), which is what `AddressSpace` does. `cargo bench -p vmspace --bench space`.
 
 use std::hint::black_box;
 
@@ -43,80 +45,214 @@ fn raw(n: u64) -> u64 {
         )
     }
     .unwrap() as u64;
+    alternate(a, n);
+    a
+}
+
+/// The same layout inside a reservation with room above it, as `space` makes it, with bare system
+/// calls; returns the reservation's start and the first free page after the entries.
+fn raw_reserved(n: u64) -> (u64, u64) {
+    let total = (n + 8) * ENTRY * PS;
+    // SAFETY: a fresh PROT_NONE reservation at an address the kernel picks.
+    let base = unsafe {
+        mm::mmap_anonymous(
+            core::ptr::null_mut(),
+            total as usize,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE,
+        )
+    }
+    .unwrap() as u64;
+    // SAFETY: replaces the start of the reservation made above.
+    unsafe {
+        mm::mmap_anonymous(
+            base as *mut _,
+            (n * ENTRY * PS) as usize,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE | MapFlags::FIXED,
+        )
+    }
+    .unwrap();
+    alternate(base, n);
+    (base, base + n * ENTRY * PS)
+}
+
+/// Makes every odd entry of the `n` at `a` read-only.
+fn alternate(a: u64, n: u64) {
     for i in (1..n).step_by(2) {
         // SAFETY: protection change inside the mapping made above.
         unsafe { mm::mprotect((a + i * ENTRY * PS) as *mut _, (ENTRY * PS) as usize, MprotectFlags::READ) }
             .unwrap();
     }
-    a
+}
+
+/// Protects the page at `p` read-only and back through the space: a split into three, then a merge.
+fn space_flip(s: &AddressSpace, p: u64) {
+    s.protect(black_box(p..p + PS), Prot::READ).unwrap();
+    s.protect(p..p + PS, Prot::RW).unwrap();
+}
+
+/// The same two protection changes with bare `mprotect` calls.
+fn raw_flip(p: u64) {
+    let p = p as *mut core::ffi::c_void;
+    // SAFETY: protection changes inside a mapping the caller made.
+    unsafe {
+        mm::mprotect(black_box(p), PS as usize, MprotectFlags::READ).unwrap();
+        mm::mprotect(p, PS as usize, MprotectFlags::READ | MprotectFlags::WRITE).unwrap();
+    }
+}
+
+/// Maps one page anywhere in the space and unmaps it.
+fn space_map_unmap(s: &AddressSpace) {
+    let a = s.map(PS, MapSpec::new(Prot::RW, Prot::ALL)).unwrap();
+    s.unmap(black_box(a..a + PS)).unwrap();
+}
+
+/// `mmap` of one page where the kernel likes, then `munmap`.
+fn raw_map_unmap() {
+    // SAFETY: a fresh mapping, unmapped at once.
+    unsafe {
+        let p = mm::mmap_anonymous(
+            core::ptr::null_mut(),
+            PS as usize,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE,
+        )
+        .unwrap();
+        mm::munmap(black_box(p), PS as usize).unwrap();
+    }
+}
+
+/// What an owner of a reservation does by hand: map the page `free` of it, then give it back.
+fn fixed_map_unmap(free: u64) {
+    // SAFETY: both calls replace the page `free`, inside a reservation the caller made.
+    unsafe {
+        mm::mmap_anonymous(
+            black_box(free) as *mut _,
+            PS as usize,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE | MapFlags::FIXED,
+        )
+        .unwrap();
+        mm::mmap_anonymous(
+            black_box(free) as *mut _,
+            PS as usize,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::FIXED | MapFlags::NORESERVE,
+        )
+        .unwrap();
+    }
+}
+
+/// Medians, in ns per call, of `rounds` timed runs of `iters` calls of each function, the functions
+/// taking turns within every round: on a noisy 2-core machine the ratios of interleaved medians are
+/// steadier than criterion's back-to-back groups.
+fn interleaved(rounds: usize, iters: u64, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    let mut samples = vec![Vec::with_capacity(rounds); fs.len()];
+    for _ in 0..rounds {
+        for (f, out) in fs.iter_mut().zip(samples.iter_mut()) {
+            let t = std::time::Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            out.push(t.elapsed().as_nanos() as f64 / iters as f64);
+        }
+    }
+    samples
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect()
+}
+
+fn sizes(big: bool) -> impl Iterator<Item = u64> {
+    [100u64, 10_000, 60_000].into_iter().filter(move |n| *n <= 10_000 || big)
+}
+
+/// A read-write entry's second page, in the middle of the layout at `a`.
+fn middle_page(a: u64, n: u64) -> u64 {
+    a + ((n / 2) & !1) * ENTRY * PS + PS
+}
+
+/// Prints the interleaved comparisons, with the ratios the target is about.
+fn print_interleaved(n: u64) {
+    let (s, a) = space(n);
+    let r = raw(n);
+    let (base, free) = raw_reserved(n);
+    let (sp, rp) = (middle_page(a, n), middle_page(r, n));
+    let m = interleaved(
+        15,
+        2_000,
+        &mut [
+            &mut || space_flip(&s, sp),
+            &mut || raw_flip(rp),
+            &mut || space_map_unmap(&s),
+            &mut || fixed_map_unmap(free),
+            &mut || raw_map_unmap(),
+        ],
+    );
+    println!(
+        "ratio protect split+merge/{n}: AddressSpace {:.0} ns, mprotect {:.0} ns ({:.2}x)",
+        m[0],
+        m[1],
+        m[0] / m[1]
+    );
+    println!(
+        "ratio map+unmap/{n}: AddressSpace {:.0} ns, mmap fixed+reserve {:.0} ns ({:.2}x), mmap+munmap {:.0} ns ({:.2}x)",
+        m[2],
+        m[3],
+        m[2] / m[3],
+        m[4],
+        m[2] / m[4]
+    );
+    // SAFETY: the raw mappings are no longer used.
+    unsafe {
+        mm::munmap(r as *mut _, (n * ENTRY * PS) as usize).unwrap();
+        mm::munmap(base as *mut _, ((n + 8) * ENTRY * PS) as usize).unwrap();
+    }
 }
 
 fn bench(c: &mut Criterion) {
     let big = raise_map_count();
+    for n in sizes(big) {
+        print_interleaved(n);
+    }
+
     let mut g = c.benchmark_group("protect split+merge");
-    for n in [100u64, 10_000, 60_000] {
-        if n > 10_000 && !big {
-            continue;
-        }
-        let mid = (n / 2) & !1; // a read-write entry
+    for n in sizes(big) {
         {
             let (s, a) = space(n);
-            let p = a + mid * ENTRY * PS + PS;
-            g.bench_with_input(BenchmarkId::new("AddressSpace", n), &n, |b, _| {
-                b.iter(|| {
-                    s.protect(black_box(p..p + PS), Prot::READ).unwrap();
-                    s.protect(p..p + PS, Prot::RW).unwrap();
-                })
-            });
+            let p = middle_page(a, n);
+            g.bench_with_input(BenchmarkId::new("AddressSpace", n), &n, |b, _| b.iter(|| space_flip(&s, p)));
         }
         let a = raw(n);
-        let p = (a + mid * ENTRY * PS + PS) as *mut core::ffi::c_void;
-        g.bench_with_input(BenchmarkId::new("mprotect", n), &n, |b, _| {
-            b.iter(|| {
-                // SAFETY: protection changes inside the raw mapping.
-                unsafe {
-                    mm::mprotect(black_box(p), PS as usize, MprotectFlags::READ).unwrap();
-                    mm::mprotect(p, PS as usize, MprotectFlags::READ | MprotectFlags::WRITE).unwrap();
-                }
-            })
-        });
+        let p = middle_page(a, n);
+        g.bench_with_input(BenchmarkId::new("mprotect", n), &n, |b, _| b.iter(|| raw_flip(p)));
         // SAFETY: the raw mapping is no longer used.
         unsafe { mm::munmap(a as *mut _, (n * ENTRY * PS) as usize) }.unwrap();
     }
     g.finish();
 
     let mut g = c.benchmark_group("map+unmap one page");
-    for n in [100u64, 10_000, 60_000] {
-        if n > 10_000 && !big {
-            continue;
-        }
+    for n in sizes(big) {
         {
             let (s, _) = space(n);
             g.bench_with_input(BenchmarkId::new("AddressSpace", n), &n, |b, _| {
-                b.iter(|| {
-                    let a = s.map(PS, MapSpec::new(Prot::RW, Prot::ALL)).unwrap();
-                    s.unmap(black_box(a..a + PS)).unwrap();
-                })
+                b.iter(|| space_map_unmap(&s))
             });
         }
         let a = raw(n);
-        g.bench_with_input(BenchmarkId::new("mmap+munmap", n), &n, |b, _| {
-            b.iter(|| {
-                // SAFETY: a fresh mapping, unmapped at once.
-                unsafe {
-                    let p = mm::mmap_anonymous(
-                        core::ptr::null_mut(),
-                        PS as usize,
-                        ProtFlags::READ | ProtFlags::WRITE,
-                        MapFlags::PRIVATE,
-                    )
-                    .unwrap();
-                    mm::munmap(black_box(p), PS as usize).unwrap();
-                }
-            })
-        });
+        g.bench_with_input(BenchmarkId::new("mmap+munmap", n), &n, |b, _| b.iter(raw_map_unmap));
         // SAFETY: the raw mapping is no longer used.
         unsafe { mm::munmap(a as *mut _, (n * ENTRY * PS) as usize) }.unwrap();
+        let (base, free) = raw_reserved(n);
+        g.bench_with_input(BenchmarkId::new("mmap fixed+reserve", n), &n, |b, _| {
+            b.iter(|| fixed_map_unmap(free))
+        });
+        // SAFETY: the reservation is no longer used.
+        unsafe { mm::munmap(base as *mut _, ((n + 8) * ENTRY * PS) as usize) }.unwrap();
     }
     g.finish();
 }
