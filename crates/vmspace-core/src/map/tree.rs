@@ -23,7 +23,9 @@
 //! 2. Every leaf is non-empty and at depth `height`; leaves are chained by `prev`/`next` in address order;
 //!    every node's `parent` names the inner node that lists it (`NIL` for the root). The root inner node
 //!    has at least 2 children, any other inner node at least `IMIN`. (Leaves have no minimum fill: a full
-//!    last leaf splits off a one-item leaf when the map grows at its top, so sequential builds stay full.)
+//!    last leaf splits off a two-item leaf when the map grows at its top, so sequential builds stay nearly
+//!    full; and a removal never rebalances the last leaf while it has an item, so mapping and unmapping at
+//!    the top of the map does not split and merge a leaf every time.)
 //! 3. `keys[i]` is the smallest start in the subtree of `kids[i]`.
 //! 4. **Gap augmentation (`max_free`).** Let `pred_end(x)` be the end of the item before `x` in address
 //!    order, or `min` for the first item. The gap *ending at* item `x` is
@@ -989,22 +991,43 @@ impl<V> Tree<V> {
 
     /// Stores `(key, gap)` as `child`'s entry in `p` and carries the change up to the root, stopping as
     /// soon as an entry is already right (everything above it then is too).
-    fn fix_up(&mut self, mut p: u32, mut child: u32, mut key: u64, mut gap: u64) {
-        while p != NIL {
-            let i = self.kid_index(p, child);
+    ///
+    /// A node's largest gap is worked out from the one its parent records for it, without a scan of its
+    /// children unless the child that changed held the largest gap and shrank: every recorded entry is
+    /// its node's summary whenever this runs (changes that write entries directly fix their node next).
+    fn fix_up(&mut self, mut p: u32, child: u32, mut key: u64, mut gap: u64) {
+        if p == NIL {
+            return;
+        }
+        let mut i = self.kid_index(p, child);
+        loop {
             let n = &mut self.inners[p as usize];
             if n.keys[i] == key && n.gaps[i] == gap {
                 return;
             }
-            let moved = n.keys[i] != key;
+            let (moved, old_gap) = (n.keys[i] != key, n.gaps[i]);
             n.keys[i] = key;
             n.gaps[i] = gap;
-            (key, gap) = n.summary();
-            child = p;
-            p = n.parent;
+            let parent = n.parent;
             if moved {
                 self.forget_finger();
             }
+            if parent == NIL {
+                return;
+            }
+            let j = self.kid_index(parent, p);
+            let recorded = self.inners[parent as usize].gaps[j];
+            let n = &self.inners[p as usize];
+            let largest = if gap >= recorded {
+                gap
+            } else if old_gap < recorded {
+                recorded
+            } else {
+                n.summary().1
+            };
+            debug_assert_eq!(largest, n.summary().1, "fix_up: a recorded gap lagged its node");
+            (key, gap) = (n.keys[0], largest);
+            (p, i) = (parent, j);
         }
     }
 
@@ -1169,10 +1192,12 @@ impl<V> Tree<V> {
             self.shift_to_sibling(l, pos, &mut item);
         }
         let Some(item) = item else { return };
-        // Split. Growing at the top of the map keeps the full leaf full and starts a new one.
+        // Split. Growing at the top of the map keeps the full leaf all but full and starts a new one with
+        // its last item and the new one: a removal at the top then leaves the new last leaf an item
+        // (which removals do not rebalance) rather than emptying it and merging it back.
         let r = self.alloc_leaf();
         let ri = r as usize;
-        let keep = if append { LCAP } else { LCAP.div_ceil(2) };
+        let keep = if append { LCAP - 1 } else { LCAP.div_ceil(2) };
         let rn = {
             let (a, b) = two_mut(&mut self.leaves, li, ri);
             if pos < keep {
@@ -1339,7 +1364,8 @@ impl<V> Tree<V> {
         }
         let next = self.leaves[li].next;
         let succ_elsewhere = pos == len && next != NIL;
-        if len >= LMIN {
+        // The last leaf may run low: it is where the map grows and shrinks (see invariant 2).
+        if len >= LMIN || (next == NIL && len > 0) {
             self.touch(l, pos == 0);
             if succ_elsewhere {
                 self.touch(next, false);
@@ -1518,7 +1544,8 @@ impl<V> Tree<V> {
         let len = self.leaves[li].len as usize;
         let n = new.iter().flatten().count();
         let fits = pos + count <= len && len - count + n <= LCAP;
-        if n == 0 || !fits || (self.height > 0 && len - count + n < LMIN) {
+        let next = self.leaves[li].next;
+        if n == 0 || !fits || (self.height > 0 && next != NIL && len - count + n < LMIN) {
             for _ in 0..count {
                 let Some(s) = self.ceil(first).map(|it| it.start) else { break };
                 self.remove(s);
@@ -2367,8 +2394,9 @@ mod tests {
             t.insert(item(k * 2 * PAGE, k * 2 * PAGE + PAGE, 0, 0));
         }
         t.check().unwrap();
+        // Every leaf but the last keeps `LCAP - 1` items.
         let live = t.leaves.len() - t.free_leaves.count;
-        assert!(live <= 1000 / LCAP + 1, "{live} leaves for 1000 appended items");
+        assert!(live <= 1000 / (LCAP - 1) + 1, "{live} leaves for 1000 appended items");
         t.reserve(5000).unwrap();
         let big = t.leaves.capacity();
         t.release();
@@ -2403,6 +2431,45 @@ mod tests {
         let c = t.clone();
         assert_eq!(c.containing(199 * 2 * PAGE).map(|i| i.value), Some(199));
         c.check().unwrap();
+    }
+
+    /// Mapping and unmapping above everything, at a full last leaf, neither allocates nor frees a leaf
+    /// after the first split: the last leaf is not rebalanced while it has an item.
+    #[test]
+    fn insert_and_remove_at_the_top_do_not_split_every_time() {
+        let mut t: Tree<u32> = Tree::new(0, 1 << 40);
+        let n = 10 * LCAP as u64;
+        for k in 0..n {
+            t.insert(item(k * 2 * PAGE, k * 2 * PAGE + PAGE, 0, 0));
+        }
+        // Fill the last leaf exactly.
+        let mut k = n;
+        while t.leaves[t.last_leaf() as usize].len as usize != LCAP {
+            t.insert(item(k * 2 * PAGE, k * 2 * PAGE + PAGE, 0, 0));
+            k += 1;
+        }
+        let top = k * 2 * PAGE;
+        t.insert(item(top, top + PAGE, 0, 1));
+        t.remove(top).unwrap();
+        let live = t.leaves.len() - t.free_leaves.count;
+        let arena = t.leaves.len();
+        for _ in 0..100 {
+            t.insert(item(top, top + PAGE, 0, 1));
+            t.check().unwrap();
+            assert_eq!(t.leaves.len() - t.free_leaves.count, live, "the insertion split a leaf");
+            t.remove(top).unwrap();
+            t.check().unwrap();
+        }
+        assert_eq!(t.leaves.len() - t.free_leaves.count, live, "the cycle splits or merges leaves");
+        assert_eq!(t.leaves.len(), arena);
+        // Emptying the last leaf still merges it away.
+        let last = t.last_leaf();
+        let starts: Vec<u64> = t.leaves[last as usize].items().iter().map(|it| it.start).collect();
+        for s in starts {
+            t.remove(s).unwrap();
+            t.check().unwrap();
+        }
+        assert_eq!(t.leaves.len() - t.free_leaves.count, live - 1);
     }
 
     /// Regression: a removal that leaves the first leaf underfull when leaf and root share an index.
