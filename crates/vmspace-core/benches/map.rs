@@ -4,6 +4,9 @@
 //! (the peers scan their gaps linearly), and bytes per entry (counted by the allocator).
 //! `cargo bench -p vmspace-core --bench map`; `VMSPACE_BENCH_SIZES=1000,100000` picks the sizes.
 
+#[path = "shared/interleave.rs"]
+mod interleave;
+use interleave::interleaved;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -153,29 +156,6 @@ fn rng(seed: &mut u64) -> u64 {
     *seed ^= *seed >> 7;
     *seed ^= *seed << 17;
     *seed
-}
-
-/// Median ns per call of each closure over `rounds` rounds of `iters` calls, the closures taking turns
-/// within every round: on a noisy 2-core machine the ratios of interleaved medians are steadier than
-/// criterion's back-to-back groups.
-fn interleaved(rounds: usize, iters: u64, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
-    let mut samples = vec![Vec::with_capacity(rounds); fs.len()];
-    for _ in 0..rounds {
-        for (f, out) in fs.iter_mut().zip(samples.iter_mut()) {
-            let t = std::time::Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            out.push(t.elapsed().as_nanos() as f64 / iters as f64);
-        }
-    }
-    samples
-        .into_iter()
-        .map(|mut v| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        })
-        .collect()
 }
 
 /// Prints one interleaved comparison row: vmspace's median and its ratio to each peer's.

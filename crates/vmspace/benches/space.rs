@@ -4,6 +4,9 @@
 //! reservation makes (`mmap(MAP_FIXED)` into it, then `mmap(PROT_NONE, MAP_FIXED | MAP_NORESERVE)` to
 //! give the page back), which is what `AddressSpace` does. `cargo bench -p vmspace --bench space`.
 
+#[path = "../../vmspace-core/benches/shared/interleave.rs"]
+mod interleave;
+use interleave::interleaved;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -142,29 +145,6 @@ fn fixed_map_unmap(free: u64) {
         )
         .unwrap();
     }
-}
-
-/// Medians, in ns per call, of `rounds` timed runs of `iters` calls of each function, the functions
-/// taking turns within every round: on a noisy 2-core machine the ratios of interleaved medians are
-/// steadier than criterion's back-to-back groups.
-fn interleaved(rounds: usize, iters: u64, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
-    let mut samples = vec![Vec::with_capacity(rounds); fs.len()];
-    for _ in 0..rounds {
-        for (f, out) in fs.iter_mut().zip(samples.iter_mut()) {
-            let t = std::time::Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            out.push(t.elapsed().as_nanos() as f64 / iters as f64);
-        }
-    }
-    samples
-        .into_iter()
-        .map(|mut v| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        })
-        .collect()
 }
 
 fn sizes(big: bool) -> impl Iterator<Item = u64> {
