@@ -582,8 +582,9 @@ impl<O: MapObject> VmMap<O> {
     }
 
     /// [`VmMap::change`] when `range` lies inside one entry and the change alters it: the same result
-    /// (pieces, merges with the neighbours, counters, journal, effect) in a handful of tree operations,
-    /// where the general path clips, updates and simplifies with a lookup per step. Returns `Ok(false)`,
+    /// (pieces, merges with the neighbours, counters, journal, effect) with one tree replacement of the
+    /// run [P] E [N] by its pieces (`Tree::replace_run`: one shift inside a leaf), where the general
+    /// path clips, updates and simplifies with a lookup per step. Returns `Ok(false)`,
     /// having changed nothing, when the general path must run; errors are the general path's.
     ///
     /// Why the neighbours need only two checks: the map is kept maximally merged, so the entry's outer
