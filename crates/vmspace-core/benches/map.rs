@@ -4,8 +4,11 @@
 //! (the peers scan their gaps linearly), and bytes per entry (counted by the allocator).
 //! `cargo bench -p vmspace-core --bench map`; `VMSPACE_BENCH_SIZES=1000,100000` picks the sizes.
 
+#[path = "shared/btree_range.rs"]
+mod btree_range;
 #[path = "shared/interleave.rs"]
 mod interleave;
+use btree_range::bt_protect;
 use interleave::interleaved;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
@@ -80,37 +83,6 @@ fn build_rangemap(n: u64) -> RangeMap<u64, u8> {
 /// The straightforward range map's lookup.
 fn bt_lookup(m: &BTreeMap<u64, (u64, u8)>, a: u64) -> Option<u8> {
     m.range(..=a).next_back().filter(|(_, (e, _))| a < *e).map(|(_, (_, p))| *p)
-}
-
-/// The straightforward range map's protect: split the entry around the range, set, merge equal
-/// neighbours.
-fn bt_protect(m: &mut BTreeMap<u64, (u64, u8)>, s: u64, e: u64, p: u8) {
-    let (&start, &(end, old)) = m.range(..=s).next_back().unwrap();
-    m.remove(&start);
-    if start < s {
-        m.insert(start, (s, old));
-    }
-    m.insert(s, (e, p));
-    if e < end {
-        m.insert(e, (end, old));
-    }
-    // Merge with the previous and next when they touch and match.
-    let mut cur = s;
-    if let Some((&ps, &(pe, pp))) = m.range(..s).next_back()
-        && pe == s
-        && pp == p
-    {
-        m.remove(&s);
-        m.insert(ps, (e, p));
-        cur = ps;
-    }
-    let (ce, cp) = m[&cur];
-    if let Some(&(ne, np)) = m.get(&ce)
-        && np == cp
-    {
-        m.remove(&ce);
-        m.insert(cur, (ne, cp));
-    }
 }
 
 /// Protects the page at `p` to `new` and back to `old` in each map: a split 1→3 and a merge 3→1.

@@ -2,11 +2,17 @@
 //! protect one page in the middle of an entry and back (split + merge, two `mprotect` calls), and map +
 //! unmap of one page, against `mmap` + `munmap` and against the same two calls an owner of a
 //! reservation makes (`mmap(MAP_FIXED)` into it, then `mmap(PROT_NONE, MAP_FIXED | MAP_NORESERVE)` to
-//! give the page back), which is what `AddressSpace` does. `cargo bench -p vmspace --bench space`.
+//! give the page back), which is what `AddressSpace` does. Protect is also measured with the simplest
+//! user-space record of the change, the benches' `BTreeMap` range map, kept next to the bare calls.
+//! `cargo bench -p vmspace --bench space`.
 
+#[path = "../../vmspace-core/benches/shared/btree_range.rs"]
+mod btree_range;
 #[path = "../../vmspace-core/benches/shared/interleave.rs"]
 mod interleave;
+use btree_range::bt_protect;
 use interleave::interleaved;
+use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -105,6 +111,24 @@ fn raw_flip(p: u64) {
     }
 }
 
+/// The bare `mprotect` pair with the bookkeeping of the straightforward `BTreeMap` range map (one copy,
+/// no validation, no lock): what the simplest user-space record of the same change costs.
+fn raw_flip_tracked(bt: &mut BTreeMap<u64, (u64, u8)>, p: u64) {
+    let ptr = p as *mut core::ffi::c_void;
+    bt_protect(bt, black_box(p), p + PS, Prot::READ.bits());
+    // SAFETY: protection changes inside a mapping the caller made.
+    unsafe { mm::mprotect(black_box(ptr), PS as usize, MprotectFlags::READ) }.unwrap();
+    bt_protect(bt, p, p + PS, Prot::RW.bits());
+    // SAFETY: as above.
+    unsafe { mm::mprotect(ptr, PS as usize, MprotectFlags::READ | MprotectFlags::WRITE) }.unwrap();
+}
+
+/// The `BTreeMap` record of the layout `raw(n)` makes at `a`.
+fn tracked(a: u64, n: u64) -> BTreeMap<u64, (u64, u8)> {
+    let prot = |i: u64| if i % 2 == 1 { Prot::READ } else { Prot::RW };
+    (0..n).map(|i| (a + i * ENTRY * PS, (a + (i + 1) * ENTRY * PS, prot(i).bits()))).collect()
+}
+
 /// Maps one page anywhere in the space and unmaps it.
 fn space_map_unmap(s: &AddressSpace) {
     let a = s.map(PS, MapSpec::new(Prot::RW, Prot::ALL)).unwrap();
@@ -124,6 +148,13 @@ fn raw_map_unmap() {
         .unwrap();
         mm::munmap(black_box(p), PS as usize).unwrap();
     }
+}
+
+/// [`fixed_map_unmap`] recording the page in the `BTreeMap` range map (at a known address: no search).
+fn fixed_map_unmap_tracked(bt: &mut BTreeMap<u64, (u64, u8)>, free: u64) {
+    bt.insert(black_box(free), (free + PS, Prot::RW.bits()));
+    fixed_map_unmap(free);
+    bt.remove(&free);
 }
 
 /// What an owner of a reservation does by hand: map the page `free` of it, then give it back.
@@ -162,30 +193,40 @@ fn print_interleaved(n: u64) {
     let r = raw(n);
     let (base, free) = raw_reserved(n);
     let (sp, rp) = (middle_page(a, n), middle_page(r, n));
+    let mut bt = tracked(r, n);
+    let mut bt_top = tracked(base, n);
     let m = interleaved(
         15,
         2_000,
         &mut [
             &mut || space_flip(&s, sp),
             &mut || raw_flip(rp),
+            &mut || raw_flip_tracked(&mut bt, rp),
             &mut || space_map_unmap(&s),
             &mut || fixed_map_unmap(free),
             &mut || raw_map_unmap(),
+            &mut || fixed_map_unmap_tracked(&mut bt_top, free),
         ],
     );
     println!(
-        "ratio protect split+merge/{n}: AddressSpace {:.0} ns, mprotect {:.0} ns ({:.2}x)",
+        "ratio protect split+merge/{n}: AddressSpace {:.0} ns, mprotect {:.0} ns ({:.2}x), mprotect + BTreeMap {:.0} ns ({:.2}x; itself {:.2}x mprotect)",
         m[0],
         m[1],
-        m[0] / m[1]
+        m[0] / m[1],
+        m[2],
+        m[0] / m[2],
+        m[2] / m[1]
     );
     println!(
-        "ratio map+unmap/{n}: AddressSpace {:.0} ns, mmap fixed+reserve {:.0} ns ({:.2}x), mmap+munmap {:.0} ns ({:.2}x)",
-        m[2],
+        "ratio map+unmap/{n}: AddressSpace {:.0} ns, mmap fixed+reserve {:.0} ns ({:.2}x), mmap+munmap {:.0} ns ({:.2}x), fixed+reserve + BTreeMap {:.0} ns ({:.2}x; itself {:.2}x fixed+reserve)",
         m[3],
-        m[2] / m[3],
         m[4],
-        m[2] / m[4]
+        m[3] / m[4],
+        m[5],
+        m[3] / m[5],
+        m[6],
+        m[3] / m[6],
+        m[6] / m[4]
     );
     // SAFETY: the raw mappings are no longer used.
     unsafe {
@@ -210,6 +251,11 @@ fn bench(c: &mut Criterion) {
         let a = raw(n);
         let p = middle_page(a, n);
         g.bench_with_input(BenchmarkId::new("mprotect", n), &n, |b, _| b.iter(|| raw_flip(p)));
+        let mut bt = tracked(a, n);
+        g.bench_with_input(BenchmarkId::new("mprotect + BTreeMap", n), &n, |b, _| {
+            b.iter(|| raw_flip_tracked(&mut bt, p))
+        });
+        assert_eq!(bt.len() as u64, n, "split and merged back");
         // SAFETY: the raw mapping is no longer used.
         unsafe { mm::munmap(a as *mut _, (n * ENTRY * PS) as usize) }.unwrap();
     }
