@@ -1790,6 +1790,9 @@ impl<V> Tree<V> {
             return Ok(());
         }
         let (nl, ni) = self.nodes_needed(n);
+        // When allocation is allowed, make room for the fast path's bound too, so that the next calls
+        // take it instead of working out the exact need again.
+        let (nl, ni) = if self.alloc_allowed { (nl.max(n + 1), ni.max(n * (h + n + 1))) } else { (nl, ni) };
         Self::ensure_arena(&mut self.leaves, self.free_leaves.count, nl, self.alloc_allowed)?;
         Self::ensure_arena(&mut self.inners, self.free_inners.count, ni, self.alloc_allowed)
     }
