@@ -396,6 +396,15 @@ impl<O: MapObject> VmMap<O> {
         }
     }
 
+    /// [`VmMap::log_replaced`] for the item at `pos`.
+    fn log_replaced_at(&mut self, pos: tree::Pos) {
+        self.steps += 1;
+        if self.recording {
+            let old = self.store.item(pos).expect("log: the caller found this entry").clone();
+            self.journal.push(Undo::Removed(old));
+        }
+    }
+
     /// Counts `len` bytes in, wired or not.
     fn count_in(&mut self, len: u64, wired: bool) {
         self.size += len;

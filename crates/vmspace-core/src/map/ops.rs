@@ -599,7 +599,10 @@ impl<O: MapObject> VmMap<O> {
         apply: &mut impl FnMut(&mut Attrs<O>) -> Option<Effect<O>>,
     ) -> Result<bool, VmError> {
         let (s, t) = (range.start, range.end);
-        let Some(e) = self.store.containing(s) else { return Ok(false) };
+        // Positions found here stay valid until `replace_run_at`: nothing in between changes the tree
+        // (`ensure` may grow the arenas, which keeps every index).
+        let Some(at) = self.store.containing_pos(s) else { return Ok(false) };
+        let Some(e) = self.store.item(at) else { return Ok(false) };
         if t > e.end {
             return Ok(false);
         }
@@ -618,27 +621,35 @@ impl<O: MapObject> VmMap<O> {
         let prev = if lower {
             None
         } else {
-            self.store.prev(s).filter(|p| p.end == s && p.mergeable_with(&mid)).cloned()
+            self.store.prev_pos(at).and_then(|pp| {
+                let p = self.store.item(pp)?;
+                (p.end == s && p.mergeable_with(&mid)).then(|| (pp, p.clone()))
+            })
         };
-        let next_end =
-            if upper { None } else { self.store.get(t).filter(|n| mid.mergeable_with(n)).map(|n| n.end) };
+        let next = if upper {
+            None
+        } else {
+            self.store.next_pos(at).and_then(|np| {
+                let n = self.store.item(np)?;
+                (n.start == t && mid.mergeable_with(n)).then_some((np, n.end))
+            })
+        };
         self.ensure(2)?;
         self.begin();
         self.store.begin_batch();
         let (was_wired, now_wired) = (e.value.wired_count > 0, mid.value.wired_count > 0);
         // The run of entries replaced, [P] E [N], and the pieces that replace it: E's lower piece, the
         // middle (joined with P or N when they merge) and E's upper piece. The run keeps its start.
-        let old = [prev.as_ref().map(|p| p.start), Some(e.start), next_end.map(|_| t)];
-        let (first, count) =
-            (old.into_iter().flatten().next().unwrap_or(e.start), old.into_iter().flatten().count());
-        let mid_end = next_end.unwrap_or(t);
+        let old = [prev.as_ref().map(|(pp, _)| *pp), Some(at), next.map(|(np, _)| np)];
+        let (first, count) = (prev.as_ref().map_or(at, |(pp, _)| *pp), old.into_iter().flatten().count());
+        let mid_end = next.map_or(t, |(_, end)| end);
         let upper_piece = upper.then(|| {
             let mut value = e.value.clone();
             value.offset = e.value.offset.wrapping_add(t - e.start);
             Item { start: t, end: e.end, reserve_below: 0, value }
         });
         let pieces = match prev {
-            Some(p) => [Some(Item { end: mid_end, ..p }), upper_piece, None],
+            Some((_, p)) => [Some(Item { end: mid_end, ..p }), upper_piece, None],
             None => [
                 lower.then(|| Item {
                     start: e.start,
@@ -650,11 +661,11 @@ impl<O: MapObject> VmMap<O> {
                 upper_piece,
             ],
         };
-        for at in old.into_iter().flatten() {
-            self.log_replaced(at);
+        for pos in old.into_iter().flatten() {
+            self.log_replaced_at(pos);
         }
         let starts = pieces.each_ref().map(|p| p.as_ref().map(|p| p.start));
-        self.store.replace_run(first, count, pieces);
+        self.store.replace_run_at(first, count, pieces);
         for start in starts.into_iter().flatten() {
             self.log_inserted(start);
         }

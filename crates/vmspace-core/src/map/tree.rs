@@ -85,6 +85,15 @@ const LEAF_SLOP: usize = 8;
 /// Spare inner nodes [`Tree::release`] keeps at least.
 const INNER_SLOP: usize = 16;
 
+/// Where an item sits in the tree (leaf and slot), for changes that read an item and its neighbours
+/// and then replace them without searching again. Valid until the tree next changes: a stale position
+/// names no item or another one (which [`Tree::replace_run_at`] detects), never undefined behaviour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pos {
+    leaf: u32,
+    slot: u32,
+}
+
 /// A leaf: up to `LCAP` items, of which the first `len` are initialised. `repr(C)` keeps the header and
 /// `starts` (a copy of each item's start, so a search reads 4 cache lines at once instead of one line per
 /// probe through the items) at the front, where a lookup's first touch lands.
@@ -735,6 +744,57 @@ impl<V> Tree<V> {
     /// The item containing `addr` (`start <= addr < end`): the seed's `vm_map_lookup_entry`. Tries the last
     /// item found first, then its neighbours (so sequential lookups stay cheap), then descends the tree.
     pub fn containing(&self, addr: u64) -> Option<&Item<V>> {
+        self.containing_at(addr).map(|p| self.at(p))
+    }
+
+    /// [`Tree::containing`], as a position: for a change that reads the item and its neighbours and
+    /// then replaces them ([`Tree::replace_run_at`]) without searching again.
+    pub fn containing_pos(&self, addr: u64) -> Option<Pos> {
+        self.containing_at(addr).map(|(l, i)| Pos { leaf: l, slot: i as u32 })
+    }
+
+    /// The item at `pos`, or `None` when `pos` names no item (it came from before a change).
+    pub fn item(&self, pos: Pos) -> Option<&Item<V>> {
+        self.leaves.get(pos.leaf as usize)?.items().get(pos.slot as usize)
+    }
+
+    /// The position of the item before the one at `pos`.
+    pub fn prev_pos(&self, pos: Pos) -> Option<Pos> {
+        self.item(pos)?;
+        self.before((pos.leaf, pos.slot as usize)).map(|(l, i)| Pos { leaf: l, slot: i as u32 })
+    }
+
+    /// The position of the item after the one at `pos`.
+    pub fn next_pos(&self, pos: Pos) -> Option<Pos> {
+        self.item(pos)?;
+        self.after((pos.leaf, pos.slot as usize)).map(|(l, i)| Pos { leaf: l, slot: i as u32 })
+    }
+
+    /// The position after `(l, s)`, a live item's.
+    fn after(&self, (l, s): (u32, usize)) -> Option<(u32, usize)> {
+        let leaf = &self.leaves[l as usize];
+        if s + 1 < leaf.len as usize {
+            Some((l, s + 1))
+        } else if leaf.next != NIL {
+            Some((leaf.next, 0))
+        } else {
+            None
+        }
+    }
+
+    /// The position before `(l, s)`, a live item's.
+    fn before(&self, (l, s): (u32, usize)) -> Option<(u32, usize)> {
+        let leaf = &self.leaves[l as usize];
+        if s > 0 {
+            Some((l, s - 1))
+        } else if leaf.prev != NIL {
+            Some((leaf.prev, self.leaves[leaf.prev as usize].len as usize - 1))
+        } else {
+            None
+        }
+    }
+
+    fn containing_at(&self, addr: u64) -> Option<(u32, usize)> {
         let h = self.hint.load(Ordering::Relaxed);
         if h != NO_HINT
             && addr >= self.near_lo.load(Ordering::Relaxed)
@@ -747,49 +807,36 @@ impl<V> Tree<V> {
             let l = (h >> 32) as u32;
             if addr >= it.start {
                 if addr < it.end {
-                    return Some(it);
+                    return Some((l, s));
                 }
                 // Sequential access: the next item, or the gap before it.
-                let next = if s + 1 < leaf.len as usize {
-                    (l, s + 1)
-                } else if leaf.next != NIL {
-                    (leaf.next, 0)
-                } else {
-                    return None;
-                };
+                let next = self.after((l, s))?;
                 let n = self.at(next);
                 if addr < n.start {
                     return None;
                 }
                 if addr < n.end {
                     self.set_hint(next);
-                    return Some(n);
+                    return Some(next);
                 }
             } else {
-                let prev = if s > 0 {
-                    (l, s - 1)
-                } else if leaf.prev != NIL {
-                    (leaf.prev, self.leaves[leaf.prev as usize].len as usize - 1)
-                } else {
-                    return None;
-                };
+                let prev = self.before((l, s))?;
                 let p = self.at(prev);
                 if addr >= p.end {
                     return None;
                 }
                 if addr >= p.start {
                     self.set_hint(prev);
-                    return Some(p);
+                    return Some(prev);
                 }
             }
         }
         let pos = self.pos_floor(addr)?;
-        let it = self.at(pos);
-        if addr >= it.end {
+        if addr >= self.at(pos).end {
             return None;
         }
         self.set_hint(pos);
-        Some(it)
+        Some(pos)
     }
 
     /// The item with the greatest start `<= addr`.
@@ -1535,11 +1582,36 @@ impl<V> Tree<V> {
     /// otherwise the old items are removed and the new ones inserted one by one. Does nothing when no
     /// item starts at `first`.
     pub fn replace_run<const N: usize>(&mut self, first: u64, count: usize, new: [Option<Item<V>>; N]) {
+        let Some((l, pos)) = self.pos_exact_mut(first) else { return };
+        self.replace_run_in(l, pos, first, count, new);
+    }
+
+    /// [`Tree::replace_run`] for the run whose first item is at `at` (found since the last change), with
+    /// no search; a position that no longer names an item starting where `new` starts is looked up by
+    /// that start instead.
+    pub fn replace_run_at<const N: usize>(&mut self, at: Pos, count: usize, new: [Option<Item<V>>; N]) {
+        let Some(first) = new.iter().flatten().next().map(|it| it.start) else { return };
+        match self.item(at) {
+            Some(it) if it.start == first => {
+                self.replace_run_in(at.leaf, at.slot as usize, first, count, new)
+            }
+            _ => self.replace_run(first, count, new),
+        }
+    }
+
+    /// [`Tree::replace_run`] with the run's first item at slot `pos` of leaf `l`.
+    fn replace_run_in<const N: usize>(
+        &mut self,
+        l: u32,
+        pos: usize,
+        first: u64,
+        count: usize,
+        new: [Option<Item<V>>; N],
+    ) {
         debug_assert!(
             new.iter().flatten().next().is_some_and(|it| it.start == first),
             "the run keeps its start"
         );
-        let Some((l, pos)) = self.pos_exact_mut(first) else { return };
         let li = l as usize;
         let len = self.leaves[li].len as usize;
         let n = new.iter().flatten().count();
@@ -2139,7 +2211,24 @@ mod tests {
                 for it in new.iter().flatten() {
                     s.insert(it.clone());
                 }
-                t.replace_run(st, old.len(), new);
+                // By start, or by the position a lookup gave (a stale one, taken before an unrelated
+                // lookup moved nothing, must work the same).
+                if v % 2 == 0 {
+                    t.replace_run(st, old.len(), new);
+                } else {
+                    let at = t.containing_pos(st).expect("the run's first item");
+                    assert_eq!(t.item(at).map(|it| it.start), Some(st));
+                    assert_eq!(
+                        t.prev_pos(at).and_then(|p| t.item(p)).map(|it| it.start),
+                        s.prev(st).map(|it| it.start)
+                    );
+                    let last = (1..old.len()).try_fold(at, |p, _| t.next_pos(p));
+                    assert_eq!(
+                        last.and_then(|p| t.item(p)).map(|it| it.start),
+                        Some(old[old.len() - 1].start)
+                    );
+                    t.replace_run_at(at, old.len(), new);
+                }
             }
         }
     }
