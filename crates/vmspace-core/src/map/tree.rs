@@ -31,8 +31,10 @@
 //!    order, or `min` for the first item. The gap *ending at* item `x` is
 //!    `[pred_end(x), max(pred_end(x), x.start - x.reserve_below))` (saturating) — exactly the gap
 //!    [`Store::gaps`](super::store::Store::gaps) reports before `x`, which may be empty. The trailing gap
-//!    `[last.end, max)` ends at the last item's leaf. A leaf's largest gap is the largest length of the gaps
-//!    ending at its items (plus the trailing gap for the last leaf); `gaps[i]` is the largest gap whose **end**
+//!    `[last.end, max)` belongs to no leaf: it changes whenever the map grows or shrinks at its top (the
+//!    mmap pattern), and keeping it out of the summaries lets such a change stop at the leaf; `find_gap`
+//!    and `largest_gap` look at it directly. A leaf's largest gap is the largest length of the gaps
+//!    ending at its items; `gaps[i]` is the largest gap whose **end**
 //!    lies in the subtree of `kids[i]`. A gap that straddles a child boundary (it starts at the last item of
 //!    one leaf and ends at the first item of the next) therefore belongs to the child holding its end; so a
 //!    change to the last item of a leaf also refreshes the next leaf.
@@ -889,12 +891,20 @@ impl<V> Tree<V> {
     pub fn largest_gap(&self) -> u64 {
         debug_assert_eq!(self.ndirty, 0, "largest_gap inside a batch");
         if self.root == NIL {
-            self.max.saturating_sub(self.min)
-        } else if self.height == 0 {
+            return self.max.saturating_sub(self.min);
+        }
+        let inside = if self.height == 0 {
             self.leaf_summary(self.root).1
         } else {
             self.inners[self.root as usize].summary().1
-        }
+        };
+        inside.max(self.max.saturating_sub(self.last_end()))
+    }
+
+    /// The end of the last item (the tree must not be empty): where the trailing gap starts.
+    fn last_end(&self) -> u64 {
+        let l = &self.leaves[self.last_leaf() as usize];
+        l.items()[l.len as usize - 1].end
     }
 
     /// The lowest (or, top-down, highest) aligned address where `req.len` bytes fit in a gap inside
@@ -914,7 +924,13 @@ impl<V> Tree<V> {
         if hi - lo < req.len {
             return None;
         }
-        self.search(self.root, self.height, &c)
+        // The trailing gap is in no summary: first for a top-down search, last for a bottom-up one.
+        let trailing = || c.fit(self.last_end(), self.max);
+        if c.top_down {
+            trailing().or_else(|| self.search(self.root, self.height, &c))
+        } else {
+            self.search(self.root, self.height, &c).or_else(trailing)
+        }
     }
 
     fn search(&self, node: u32, level: u32, c: &Ctx) -> Option<u64> {
@@ -961,11 +977,6 @@ impl<V> Tree<V> {
         // The end of the item before `items[i]`; touches the previous leaf only for `i == 0`.
         let prev_end = |i: usize| if i > 0 { items[i - 1].end } else { self.prev_end_of(l) };
         if c.top_down {
-            if leaf.next == NIL
-                && let Some(a) = c.fit(items[n - 1].end, self.max)
-            {
-                return Some(a);
-            }
             // The gap ending at `items[i]` starts at `items[i - 1].end`, above `hi` once `items[i - 1]`
             // starts at or above it: only items up to the first one starting above `hi` can matter.
             let last = count_items_le(leaf, c.hi).min(n - 1);
@@ -992,7 +1003,7 @@ impl<V> Tree<V> {
                     return Some(a);
                 }
             }
-            if leaf.next == NIL { c.fit(items[n - 1].end, self.max) } else { None }
+            None
         }
     }
 
@@ -1019,9 +1030,6 @@ impl<V> Tree<V> {
         for it in items {
             best = best.max(gap_before(prev_end, it));
             prev_end = it.end;
-        }
-        if leaf.next == NIL {
-            best = best.max(self.max.saturating_sub(prev_end));
         }
         (items[0].start, best)
     }
@@ -1757,9 +1765,6 @@ impl<V> Tree<V> {
                 best = best.max(gap_before(st.prev_end, it));
                 st.prev_end = it.end;
                 st.count += 1;
-            }
-            if leaf.next == NIL {
-                best = best.max(self.max.saturating_sub(st.prev_end));
             }
             st.prev_leaf = node;
             st.leaves += 1;
