@@ -274,7 +274,9 @@ impl<O: MapObject> VmMap<O> {
         self.effects.reserve(n.saturating_sub(self.effects.len()));
     }
 
-    /// Runs `op` (calls on this map) without recording an undo journal or effects: for a replica
+    /// Runs `op` (calls on this map) without recording an undo journal or effects (no seed
+    /// counterpart: the seed has one map per address space, where vmspace keeps two for lock-free
+    /// lookups): for a replica
     /// brought up to date by repeating, call for call, what its original did successfully (the second
     /// copy of a left-right pair). The map, its counters and its timestamp change exactly as they
     /// would otherwise; afterwards [`VmMap::effects`] is empty and [`VmMap::undo`] has nothing to undo.

@@ -88,7 +88,8 @@ const LEAF_SLOP: usize = 8;
 const INNER_SLOP: usize = 16;
 
 /// Where an item sits in the tree (leaf and slot), for changes that read an item and its neighbours
-/// and then replace them without searching again. Valid until the tree next changes: a stale position
+/// and then replace them without searching again: what the seed's code does by holding a
+/// `vm_map_entry_t` and following `entry->prev` / `entry->next`. Valid until the tree next changes: a stale position
 /// names no item or another one (which [`Tree::replace_run_at`] detects), never undefined behaviour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pos {
@@ -749,8 +750,9 @@ impl<V> Tree<V> {
         self.containing_at(addr).map(|p| self.at(p))
     }
 
-    /// [`Tree::containing`], as a position: for a change that reads the item and its neighbours and
-    /// then replaces them ([`Tree::replace_run_at`]) without searching again.
+    /// [`Tree::containing`], as a position (`vm_map_lookup_entry`'s entry pointer): for a change that
+    /// reads the item and its neighbours and then replaces them ([`Tree::replace_run_at`]) without
+    /// searching again.
     pub fn containing_pos(&self, addr: u64) -> Option<Pos> {
         self.containing_at(addr).map(|(l, i)| Pos { leaf: l, slot: i as u32 })
     }
