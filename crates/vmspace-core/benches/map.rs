@@ -303,8 +303,19 @@ fn bench(c: &mut Criterion) {
         });
         g.finish();
 
-        // Aligned find_space: the only 64 KiB-aligned 64 KiB hole is near the top.
+        // Aligned find_space: the only 64 KiB-aligned 64 KiB holes are the trailing gap and one opened
+        // here below the top four entries, which first fit must find through the tree (the trailing
+        // gap is looked at directly, so a fit there alone would not measure the search).
+        for i in n - 12..n - 4 {
+            let a = addr_of(i);
+            vm.remove(a..a + ENTRY).unwrap();
+            bt.remove(&a);
+            rm.remove(a..a + ENTRY);
+        }
         let (min, max) = (vm.min(), vm.max());
+        let found = vm.find_space(16 * PS, 16 * PS).unwrap();
+        assert!(found < addr_of(n - 4), "the hole below the top, not the trailing gap");
+        assert_eq!(Some(found), gaps_scan(bt.iter().map(|(s, (e, _))| (*s, *e)), min, max, 16 * PS, 16 * PS));
         let mut g = c.benchmark_group(format!("find_space 64K aligned/{n}"));
         g.bench_function("vmspace", |b| {
             b.iter(|| black_box(vm.find_space(black_box(16 * PS), 16 * PS).unwrap()))
