@@ -89,8 +89,9 @@ const INNER_SLOP: usize = 16;
 
 /// Where an item sits in the tree (leaf and slot), for changes that read an item and its neighbours
 /// and then replace them without searching again: what the seed's code does by holding a
-/// `vm_map_entry_t` and following `entry->prev` / `entry->next`. Valid until the tree next changes: a stale position
-/// names no item or another one (which [`Tree::replace_run_at`] detects), never undefined behaviour.
+/// `vm_map_entry_t` and following `entry->prev` / `entry->next`. Valid until the tree next changes: a
+/// stale position names no item or another one (which [`Tree::replace_run_at`] detects), never undefined
+/// behaviour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pos {
     leaf: u32,
@@ -167,6 +168,32 @@ impl<V> Leaf<V> {
             self.starts.copy_within(pos + 1..len, pos);
             it
         }
+    }
+
+    /// Replaces the `count` items from `pos` by the items of `new`, shifting the ones above the run once.
+    fn splice<const N: usize>(&mut self, pos: usize, count: usize, new: [Option<Item<V>>; N]) {
+        let (len, n) = (self.len as usize, new.iter().flatten().count());
+        assert!(pos + count <= len && len - count + n <= LCAP, "leaf splice out of bounds");
+        // While the run is rewritten the leaf owns only the items below it: if a drop panicked, the
+        // items above would leak, never be dropped twice.
+        self.len = pos as u32;
+        let p = self.items.as_mut_ptr();
+        // SAFETY: slots `pos..pos + count` are initialised (`pos + count <= len`) and dropped once here;
+        // then the initialised `pos + count..len` move to `pos + n..`, inside the array since
+        // `len - count + n <= LCAP` (`ptr::copy` allows the overlap), and slots `pos..pos + n`, stale
+        // duplicates or dropped, are overwritten below without being dropped.
+        unsafe {
+            for k in pos..pos + count {
+                ptr::drop_in_place(self.items[k].as_mut_ptr());
+            }
+            ptr::copy(p.add(pos + count), p.add(pos + n), len - pos - count);
+        }
+        self.starts.copy_within(pos + count..len, pos + n);
+        for (k, it) in new.into_iter().flatten().enumerate() {
+            self.starts[pos + k] = it.start;
+            self.items[pos + k] = MaybeUninit::new(it);
+        }
+        self.len = (len - count + n) as u32;
     }
 
     fn clone_leaf(&self) -> Self
@@ -1637,28 +1664,7 @@ impl<V> Tree<V> {
             }
             return;
         }
-        let leaf = &mut self.leaves[li];
-        // While the run is rewritten the leaf owns only the items below it: if a drop panicked, the
-        // items above would leak, never be dropped twice.
-        leaf.len = pos as u32;
-        let p = leaf.items.as_mut_ptr();
-        // SAFETY: slots `pos..pos + count` are initialised (`pos + count <= len`) and dropped once here;
-        // then the initialised `pos + count..len` move to `pos + n..`, inside the array since
-        // `len - count + n <= LCAP` (`ptr::copy` allows the overlap), and slots `pos..pos + n`, stale
-        // duplicates or dropped, are overwritten below without being dropped.
-        unsafe {
-            for k in pos..pos + count {
-                ptr::drop_in_place(leaf.items[k].as_mut_ptr());
-            }
-            ptr::copy(p.add(pos + count), p.add(pos + n), len - pos - count);
-        }
-        leaf.starts.copy_within(pos + count..len, pos + n);
-        for (k, it) in new.into_iter().flatten().enumerate() {
-            leaf.starts[pos + k] = it.start;
-            leaf.items[pos + k] = MaybeUninit::new(it);
-        }
-        leaf.len = (len - count + n) as u32;
-        let next = leaf.next;
+        self.leaves[li].splice(pos, count, new);
         self.count = self.count - count + n;
         self.finger.slot = pos;
         self.touch(l, false);
@@ -2072,8 +2078,17 @@ mod tests {
                 .prop_map(|(pick, a, b, rb)| Op::SetBounds { pick, a, b, rb }),
             1 => (any::<usize>(), addr()).prop_map(|(pick, to)| Op::Move { pick, to }),
             1 => (any::<usize>(), any::<u32>()).prop_map(|(pick, v)| Op::Value { pick, v }),
-            3 => (any::<usize>(), 1usize..4, 1usize..4, any::<[u64; 2]>(), prop_oneof![3 => Just(0u64), 1 => any::<u64>()], any::<u32>())
-                .prop_map(|(pick, count, pieces, cuts, shrink, v)| Op::Replace { pick, count, pieces, cuts, shrink, v }),
+            3 => (
+                any::<usize>(),
+                1usize..4,
+                1usize..4,
+                any::<[u64; 2]>(),
+                prop_oneof![3 => Just(0u64), 1 => any::<u64>()],
+                any::<u32>(),
+            )
+                .prop_map(|(pick, count, pieces, cuts, shrink, v)| {
+                    Op::Replace { pick, count, pieces, cuts, shrink, v }
+                }),
         ]
     }
 
