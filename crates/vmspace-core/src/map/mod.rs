@@ -398,6 +398,14 @@ impl<O: MapObject> VmMap<O> {
         }
     }
 
+    /// Journals `e`, just taken out of the store (undo puts it back).
+    fn log_removed(&mut self, e: Entry<O>) {
+        self.steps += 1;
+        if self.recording {
+            self.journal.push(Undo::Removed(e));
+        }
+    }
+
     /// [`VmMap::log_replaced`] for the item at `pos`.
     fn log_replaced_at(&mut self, pos: tree::Pos) {
         self.steps += 1;
@@ -429,12 +437,13 @@ impl<O: MapObject> VmMap<O> {
         self.store.insert(e);
     }
 
-    /// Removes the entry at `start`; returns its range.
+    /// Removes the entry at `start`; returns its range. The journal keeps the entry itself.
     fn take(&mut self, start: u64) -> Range<u64> {
-        self.log_replaced(start);
         let e = self.store.remove(start).expect("take: the caller found this entry");
         self.count_out(e.len(), e.value.wired_count > 0);
-        e.range()
+        let range = e.range();
+        self.log_removed(e);
+        range
     }
 
     /// Changes the attributes of the entry at `start` in place.
