@@ -339,6 +339,57 @@ fn thread_exit_releases_the_current_slot() {
     }
 }
 
+/// The thread cache serves the space released to last: a slot cached for another space goes back to
+/// that space (or away with it, when it was dropped) instead of keeping the cache to itself.
+#[test]
+fn the_thread_cache_follows_the_space_released_to_last() {
+    let (sa, sb) = (space(), space());
+    let a = ScratchSpace::enable(&sa).unwrap();
+    let b = ScratchSpace::enable(&sb).unwrap();
+    // Whether another thread's claim of `scratch` gets the slot `index` (the top of its free list).
+    let elsewhere = |scratch: &ScratchSpace<'_>, index| {
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                let got = scratch.claim().unwrap();
+                let same = got.index() == index;
+                scratch.release(got).unwrap();
+                same
+            })
+            .join()
+            .unwrap()
+        })
+    };
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let x = a.claim().unwrap();
+            a.release(x).unwrap(); // into this thread's cache
+            assert!(!elsewhere(&a, x.index()), "A's slot sits in this thread's cache");
+            let y = b.claim().unwrap();
+            b.release(y).unwrap(); // takes the cache; A's slot goes back to A
+            assert!(elsewhere(&a, x.index()), "A's slot is on A's free list again");
+            assert!(!elsewhere(&b, y.index()), "B's slot sits in this thread's cache");
+            assert_eq!(b.claim().unwrap().index(), y.index(), "and comes back to this thread");
+        })
+        .join()
+        .unwrap()
+    });
+    // A space dropped while its slot is cached does not keep the cache either.
+    let sc2 = space();
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let c = ScratchSpace::enable(&sc2).unwrap();
+            let z = c.claim().unwrap();
+            c.release(z).unwrap(); // cached, then the space goes
+            drop(c);
+            let y = b.claim().unwrap();
+            b.release(y).unwrap();
+            assert!(!elsewhere(&b, y.index()), "B's slot is cached after the dropped space's");
+        })
+        .join()
+        .unwrap()
+    });
+}
+
 #[test]
 fn the_thread_cache_keeps_every_check() {
     let s = space();

@@ -46,14 +46,19 @@ impl Drop for Registry {
             }
             if cached == inner.id {
                 let (slot, epoch) = CACHE.with(|c| (c.slot.get(), c.epoch.get()));
-                if epoch == inner.epoch.load(Ordering::Acquire)
-                    && inner.fork_gen.load(Ordering::Acquire) == generation()
-                {
-                    // SAFETY: the cache held `slot` for the space whose id it recorded, `inner`'s.
-                    inner.pool.push(unsafe { inner.pool.index_of_ref(slot) });
-                }
+                give_back(&inner, slot, epoch);
             }
         }
+    }
+}
+
+/// Puts a slot the cache held for `inner` (freed in `epoch`) on `inner`'s free list, unless its page
+/// was retired since or this is a fork child (then the slot is gone with its page).
+fn give_back(inner: &Inner, slot: SlotRef, epoch: u64) {
+    if epoch == inner.epoch.load(Ordering::Acquire) && inner.fork_gen.load(Ordering::Acquire) == generation()
+    {
+        // SAFETY: the cache held `slot` for the space whose id it recorded, `inner`'s.
+        inner.pool.push(unsafe { inner.pool.index_of_ref(slot) });
     }
 }
 
@@ -123,13 +128,17 @@ pub(super) fn take_cached(inner: &Arc<Inner>) -> Option<SlotRef> {
 }
 
 /// Keeps a freed slot (already marked free) in this thread's cache; false if the cache holds a slot
-/// already or the thread is exiting (the caller then pushes it onto the free list).
+/// of this space already or the thread is exiting (the caller then pushes it onto the free list). A
+/// slot of another space is given back to that space first: the cache serves the space released to
+/// last, and a space this thread stopped using (or that was dropped) does not keep it.
 #[inline]
 pub(super) fn put_cached(inner: &Arc<Inner>, slot: SlotRef) -> bool {
     let epoch = inner.epoch.load(Ordering::Acquire);
     CACHE.with(|c| {
-        if c.space.get() != NONE {
-            return false;
+        match c.space.get() {
+            NONE => {}
+            id if id == inner.id => return false,
+            _ => evict(c),
         }
         if c.registered.get() != inner.id && !register(c, inner) {
             return false;
@@ -139,6 +148,19 @@ pub(super) fn put_cached(inner: &Arc<Inner>, slot: SlotRef) -> bool {
         c.epoch.set(epoch);
         true
     })
+}
+
+/// Empties the cache of another space's slot: back to that space's free list if the space is still
+/// alive (every space a slot can be cached for has an entry in `HELD`), dropped with it otherwise.
+#[cold]
+fn evict(c: &Cache) {
+    let (old, slot, epoch) = (c.space.replace(NONE), c.slot.get(), c.epoch.get());
+    let _ = HELD.try_with(|reg| {
+        let Ok(held) = reg.0.try_borrow() else { return };
+        if let Some(inner) = held.iter().filter_map(|h| h.inner.upgrade()).find(|i| i.id == old) {
+            give_back(&inner, slot, epoch);
+        }
+    });
 }
 
 /// Makes sure `HELD` has an entry for `inner`, so that the thread-exit destructor gives a cached slot
