@@ -31,18 +31,18 @@ pub(crate) fn thread_id() -> u64 {
         /// `(fork generation, tid)`; tid 0 is unset.
         static TID: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
     }
-    let uncached = || rustix::thread::gettid().as_raw_nonzero().get() as u64;
-    if fork::watch_forks().is_err() {
-        return uncached();
-    }
+    // A hit is two plain loads, so the fault handler (which asks for this) touches no lock; an entry
+    // is only cached once the fork handler is known to be registered.
     let generation = fork::generation();
-    TID.try_with(|c| match c.get() {
-        (g, tid) if g == generation && tid != 0 => tid,
-        _ => {
-            let tid = uncached();
-            c.set((generation, tid));
-            tid
-        }
-    })
-    .unwrap_or_else(|_| uncached())
+    if let Ok(Some(tid)) = TID.try_with(|c| match c.get() {
+        (g, tid) if g == generation && tid != 0 => Some(tid),
+        _ => None,
+    }) {
+        return tid;
+    }
+    let tid = rustix::thread::gettid().as_raw_nonzero().get() as u64;
+    if fork::watch_forks().is_ok() {
+        let _ = TID.try_with(|c| c.set((generation, tid)));
+    }
+    tid
 }
