@@ -467,7 +467,10 @@ impl State {
             if len > 2 * cs {
                 break;
             }
-            while let Some(c) = lock(q).pop_back() {
+            loop {
+                // The class lock only for the pop: cancelling may wait for the reclaimer.
+                let next = lock(q).pop_back();
+                let Some(c) = next else { break };
                 let cancelled = lock(&self.ring).try_cancel(c.id, c.addr, len, Action::Deallocate);
                 match cancelled {
                     Ok(r) if r.state.is_reusable() => {
