@@ -73,7 +73,7 @@ pub enum Workload {
 }
 
 /// `vmspace bench alloc`'s options (flattened into `vmspace bench`).
-#[derive(clap::Args, Clone, Debug)]
+#[derive(clap::Args, Clone, Debug, PartialEq)]
 pub struct Options {
     /// (alloc) Seconds each churn run lasts.
     #[arg(long, value_name = "F", default_value_t = 4.0)]

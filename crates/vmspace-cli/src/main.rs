@@ -36,6 +36,16 @@ else the only one) with a /proc/PID/maps snapshot, page by page (protection, sha
 the pages the trace touched (mmap, munmap, mremap, brk, shmat, shmdt ranges): mappings made before
 the trace (the exec'd binary, the stack, the vDSO) are invisible to it. Exit status 1 when they differ.";
 
+/// `vmspace bench alloc`'s options as clap leaves them when none is given on the command line.
+fn alloc_defaults() -> vmspace_cli::allocbench::Options {
+    #[derive(Parser)]
+    struct Only {
+        #[command(flatten)]
+        options: vmspace_cli::allocbench::Options,
+    }
+    Only::parse_from(["vmspace"]).options
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "vmspace",
@@ -243,7 +253,13 @@ fn run() -> Result<u8, String> {
             print(&vmspace_cli::allocbench::child(&a)?)?;
             Ok(0)
         }
-        Cmd::Bench { which, json, plot, alloc: _ } => {
+        Cmd::Bench { which, json, plot, alloc } => {
+            if alloc != alloc_defaults() {
+                return Err(
+                    "--secs, --allocators, --workload and --verbose are options of `vmspace bench alloc`"
+                        .into(),
+                );
+            }
             let rows = vmspace_cli::bench::run(which.as_deref().unwrap_or("all"))?;
             if let Some(f) = &plot {
                 std::fs::write(f, vmspace_cli::bench::svg(&rows))
