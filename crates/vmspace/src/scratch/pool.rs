@@ -189,9 +189,20 @@ impl Pool {
     /// `slot` came from a [`Claimed`] of this pool.
     #[inline]
     pub(crate) unsafe fn claim_owned_ref(&self, slot: SlotRef) -> Option<Claimed> {
+        // SAFETY: forwarded from our caller.
+        Self::claim_meta(unsafe { self.meta_of_ref(slot) })
+    }
+
+    /// The metadata `slot` addresses (as [`Pool::meta`] does for an index).
+    ///
+    /// # Safety
+    ///
+    /// `slot` came from a [`Claimed`] of this pool.
+    #[inline]
+    unsafe fn meta_of_ref(&self, slot: SlotRef) -> &SlotMeta {
         // SAFETY: per the contract, `slot` is the address of one of this pool's `SlotMeta`s, which
         // are freed only when the pool is dropped, after `&self` ends.
-        Self::claim_meta(unsafe { &*(slot.0 as *const SlotMeta) })
+        unsafe { &*(slot.0 as *const SlotMeta) }
     }
 
     #[inline]
@@ -240,8 +251,8 @@ impl Pool {
     /// `slot` came from a [`Claimed`] of this pool.
     #[inline]
     pub(crate) unsafe fn mark_free_ref(&self, slot: SlotRef, seq: u64) -> Result<(), PoolError> {
-        // SAFETY: as in `claim_owned_ref`.
-        Self::mark_free_meta(unsafe { &*(slot.0 as *const SlotMeta) }, seq)
+        // SAFETY: forwarded from our caller.
+        Self::mark_free_meta(unsafe { self.meta_of_ref(slot) }, seq)
     }
 
     /// The index of the slot whose metadata `slot` addresses.
@@ -250,8 +261,8 @@ impl Pool {
     ///
     /// `slot` came from a [`Claimed`] of this pool.
     pub(crate) unsafe fn index_of_ref(&self, slot: SlotRef) -> u32 {
-        // SAFETY: as in `claim_owned_ref`.
-        unsafe { &*(slot.0 as *const SlotMeta) }.index
+        // SAFETY: forwarded from our caller.
+        unsafe { self.meta_of_ref(slot) }.index
     }
 
     /// Why [`Pool::mark_free_ref`] refused `slot` (called after it did).
@@ -260,8 +271,8 @@ impl Pool {
     ///
     /// As for [`Pool::mark_free_ref`].
     pub(crate) unsafe fn check_ref(&self, slot: SlotRef) -> PoolError {
-        // SAFETY: as in `claim_owned_ref`.
-        let meta = unsafe { &*(slot.0 as *const SlotMeta) };
+        // SAFETY: forwarded from our caller.
+        let meta = unsafe { self.meta_of_ref(slot) };
         if !meta.alive.load(Ordering::Acquire) { PoolError::Stale } else { PoolError::DoubleRelease }
     }
 
