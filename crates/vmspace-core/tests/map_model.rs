@@ -7,7 +7,7 @@ mod model;
 
 use model::{Model, PS};
 use proptest::prelude::*;
-use vmspace_core::{Access, Advice, Behavior, Inherit, MapSpec, Prot, VmError, VmMap};
+use vmspace_core::{Access, Advice, Behavior, Entry, Inherit, MapSpec, Prot, VmError, VmMap};
 
 const MIN: u64 = 0x40_0000;
 const PAGES: usize = 48;
@@ -25,6 +25,7 @@ enum Op {
     Wire(u64, u64),
     Unwire(u64, u64),
     Guard(u64, u64),
+    Unguard(u64, u64),
     Seal(u64, u64),
     Stack(u64, u64, u64, Spec),
     GrowStack(u64),
@@ -111,6 +112,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => range().prop_map(|(s, e)| Op::Wire(s, e)),
         2 => range().prop_map(|(s, e)| Op::Unwire(s, e)),
         1 => range().prop_map(|(s, e)| Op::Guard(s, e)),
+        1 => range().prop_map(|(s, e)| Op::Unguard(s, e)),
         1 => range().prop_map(|(s, e)| Op::Seal(s, e)),
         2 => (addr(), 1..20u64, 1..4u64, spec()).prop_map(|(b, m, i, sp)| Op::Stack(b, m * PS, i * PS, sp)),
         3 => addr().prop_map(Op::GrowStack),
@@ -139,6 +141,7 @@ fn on_map(map: &mut VmMap, op: &Op) -> Result<String, VmError> {
         Op::Wire(s, e) => none(map.wire(*s..*e)),
         Op::Unwire(s, e) => none(map.unwire(*s..*e)),
         Op::Guard(s, e) => none(map.guard(*s..*e)),
+        Op::Unguard(s, e) => none(map.unguard(*s..*e)),
         Op::Seal(s, e) => none(map.seal(*s..*e)),
         Op::Stack(b, m, i, sp) => map.stack(*b, *m, *i, sp.get()).map(|r| format!("{r:?}")),
         Op::GrowStack(a) => map.grow_stack(*a).map(|g| format!("{g:?}")),
@@ -154,6 +157,26 @@ fn on_map(map: &mut VmMap, op: &Op) -> Result<String, VmError> {
             map.set_stack_limit(*l);
             Ok(String::new())
         }
+    }
+}
+
+/// What a call can change: entries and counters. The timestamp moves exactly when this does.
+fn map_state(map: &VmMap) -> (Vec<Entry>, u64, u64) {
+    (map.entries().cloned().collect(), map.size(), map.wired_size())
+}
+
+/// After a successful call: the timestamp moved exactly when the map changed, and a call that changed
+/// nothing asked nothing of the OS (but memory advice, which is about the pages, not the map).
+fn assert_timestamp_follows_change(map: &VmMap, before: &(Vec<Entry>, u64, u64), ts: u64, op: &Op) {
+    let same = map_state(map) == *before;
+    assert_eq!(
+        map.timestamp() == ts,
+        same,
+        "the timestamp moves exactly when the map changes: {op:?}\n{map}"
+    );
+    let memory_advice = matches!(op, Op::Madvise(_, _, a) if !a.changes_entries());
+    if same && !memory_advice {
+        assert!(map.effects().is_empty(), "a call that changed nothing yields no effects: {op:?}");
     }
 }
 
@@ -181,6 +204,7 @@ fn run(ops: Vec<Op>) {
     for (step, op) in ops.into_iter().enumerate() {
         let saved = model.clone();
         let ts = map.timestamp();
+        let state = map_state(&map);
         let want: Result<String, _> = match &op {
             Op::Insert(s, e, sp) => model.insert(*s..*e, &sp.get()).map(|_| String::new()),
             Op::MapAnywhere(len, align, sp) => model
@@ -196,6 +220,7 @@ fn run(ops: Vec<Op>) {
             Op::Wire(s, e) => model.wire(*s..*e).map(|_| String::new()),
             Op::Unwire(s, e) => model.unwire(*s..*e).map(|_| String::new()),
             Op::Guard(s, e) => model.guard(*s..*e).map(|_| String::new()),
+            Op::Unguard(s, e) => model.unguard(*s..*e).map(|_| String::new()),
             Op::Seal(s, e) => model.seal(*s..*e).map(|_| String::new()),
             Op::Stack(b, m, i, sp) => model.stack(*b, *m, *i, &sp.get()).map(|r| format!("{r:?}")),
             Op::GrowStack(a) => model.grow_stack(*a).map(|g| format!("{g:?}")),
@@ -216,6 +241,7 @@ fn run(ops: Vec<Op>) {
                     continue;
                 }
                 model.assert_same(&map);
+                assert_timestamp_follows_change(&map, &state, ts, &op);
                 before = (map.timestamp() != ts).then_some(saved);
                 continue;
             }
@@ -256,7 +282,9 @@ fn run(ops: Vec<Op>) {
             model.assert_same(&map);
             continue;
         }
-        if got.is_err() {
+        if got.is_ok() {
+            assert_timestamp_follows_change(&map, &state, ts, &op);
+        } else {
             assert!(map.effects().is_empty(), "a failed operation yields no effects: {op:?}");
             assert_eq!(map.timestamp(), ts, "a failed operation leaves the timestamp: {op:?}");
             assert_eq!(model.pages, saved.pages, "the model changed on error");

@@ -559,7 +559,21 @@ impl<O: MapObject> VmMap<O> {
         if self.change_inside_one(range, &mut check, &mut apply)? {
             return Ok(());
         }
-        self.check_mapped(range, check)?;
+        // Whether `apply` alters any entry (tried on a copy): a call that alters none is a no-op, and
+        // must not clip, journal or move the timestamp (clipping alone would leave a journal to undo).
+        let mut changes = false;
+        self.check_mapped(range, |e| {
+            check(e)?;
+            if !changes {
+                let mut a = e.value.clone();
+                let _ = apply(&mut a);
+                changes = a != e.value;
+            }
+            Ok(())
+        })?;
+        if !changes {
+            return Ok(());
+        }
         self.ensure(2)?;
         self.begin();
         // Clips, updates and merges only move boundaries between touching entries: one batch fixes the
@@ -584,8 +598,9 @@ impl<O: MapObject> VmMap<O> {
     /// [`VmMap::change`] when `range` lies inside one entry and the change alters it: the same result
     /// (pieces, merges with the neighbours, counters, journal, effect) with one tree replacement of the
     /// run [P] E [N] by its pieces (`Tree::replace_run`: one shift inside a leaf), where the general
-    /// path clips, updates and simplifies with a lookup per step. Returns `Ok(false)`,
-    /// having changed nothing, when the general path must run; errors are the general path's.
+    /// path clips, updates and simplifies with a lookup per step. Returns `Ok(true)` when it handled the
+    /// call (a change that alters nothing is handled by doing nothing), `Ok(false)`, having changed
+    /// nothing, when the general path must run; errors are the general path's.
     ///
     /// Why the neighbours need only two checks: the map is kept maximally merged, so the entry's outer
     /// pieces, which keep its attributes, cannot merge with what was already next to it; and the middle
@@ -610,7 +625,8 @@ impl<O: MapObject> VmMap<O> {
         let mut a = e.value.clone();
         let fx = apply(&mut a);
         if a == e.value {
-            return Ok(false); // a no-op change: the general path's exact bookkeeping applies
+            // A no-op: nothing to clip, journal, apply or time-stamp.
+            return Ok(true);
         }
         let e = e.clone();
         let (lower, upper) = (s > e.start, t < e.end);

@@ -292,6 +292,10 @@ impl Model {
         )
     }
 
+    pub fn unguard(&mut self, r: Range<u64>) -> Result<(), VmError> {
+        self.change(&r, |p| if p.sealed { Err(VmError::Sealed) } else { Ok(()) }, |p| p.guard = false)
+    }
+
     pub fn seal(&mut self, r: Range<u64>) -> Result<(), VmError> {
         self.change(&r, |_| Ok(()), |p| p.sealed = true)
     }
