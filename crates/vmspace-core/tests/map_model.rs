@@ -24,6 +24,8 @@ enum Op {
     Madvise(u64, u64, Advice),
     Wire(u64, u64),
     Unwire(u64, u64),
+    WireAll,
+    UnwireAll,
     Guard(u64, u64),
     Unguard(u64, u64),
     Seal(u64, u64),
@@ -111,6 +113,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (range(), advice()).prop_map(|((s, e), a)| Op::Madvise(s, e, a)),
         2 => range().prop_map(|(s, e)| Op::Wire(s, e)),
         2 => range().prop_map(|(s, e)| Op::Unwire(s, e)),
+        1 => Just(Op::WireAll),
+        1 => Just(Op::UnwireAll),
         1 => range().prop_map(|(s, e)| Op::Guard(s, e)),
         1 => range().prop_map(|(s, e)| Op::Unguard(s, e)),
         1 => range().prop_map(|(s, e)| Op::Seal(s, e)),
@@ -140,6 +144,8 @@ fn on_map(map: &mut VmMap, op: &Op) -> Result<String, VmError> {
         Op::Madvise(s, e, a) => none(map.madvise(*s..*e, *a)),
         Op::Wire(s, e) => none(map.wire(*s..*e)),
         Op::Unwire(s, e) => none(map.unwire(*s..*e)),
+        Op::WireAll => none(map.wire_all()),
+        Op::UnwireAll => none(map.unwire_all()),
         Op::Guard(s, e) => none(map.guard(*s..*e)),
         Op::Unguard(s, e) => none(map.unguard(*s..*e)),
         Op::Seal(s, e) => none(map.seal(*s..*e)),
@@ -160,14 +166,17 @@ fn on_map(map: &mut VmMap, op: &Op) -> Result<String, VmError> {
     }
 }
 
-/// What a call can change: entries and counters. The timestamp moves exactly when this does.
-fn map_state(map: &VmMap) -> (Vec<Entry>, u64, u64) {
-    (map.entries().cloned().collect(), map.size(), map.wired_size())
+/// What a call can change: entries, counters and `wire_future`. The timestamp moves exactly when this
+/// does.
+type MapState = (Vec<Entry>, u64, u64, bool);
+
+fn map_state(map: &VmMap) -> MapState {
+    (map.entries().cloned().collect(), map.size(), map.wired_size(), map.wire_future())
 }
 
 /// After a successful call: the timestamp moved exactly when the map changed, and a call that changed
 /// nothing asked nothing of the OS (but memory advice, which is about the pages, not the map).
-fn assert_timestamp_follows_change(map: &VmMap, before: &(Vec<Entry>, u64, u64), ts: u64, op: &Op) {
+fn assert_timestamp_follows_change(map: &VmMap, before: &MapState, ts: u64, op: &Op) {
     let same = map_state(map) == *before;
     assert_eq!(
         map.timestamp() == ts,
@@ -219,6 +228,8 @@ fn run(ops: Vec<Op>) {
             Op::Madvise(s, e, a) => model.madvise(*s..*e, *a).map(|_| String::new()),
             Op::Wire(s, e) => model.wire(*s..*e).map(|_| String::new()),
             Op::Unwire(s, e) => model.unwire(*s..*e).map(|_| String::new()),
+            Op::WireAll => model.wire_all().map(|_| String::new()),
+            Op::UnwireAll => model.unwire_all().map(|_| String::new()),
             Op::Guard(s, e) => model.guard(*s..*e).map(|_| String::new()),
             Op::Unguard(s, e) => model.unguard(*s..*e).map(|_| String::new()),
             Op::Seal(s, e) => model.seal(*s..*e).map(|_| String::new()),

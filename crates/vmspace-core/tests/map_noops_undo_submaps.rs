@@ -1,5 +1,5 @@
-//! Rules of the map's bookkeeping: a call that changes nothing is invisible (timestamp, effects,
-//! undo).
+//! Rules of the map's bookkeeping, one section each: a call that changes nothing is invisible
+//! (timestamp, effects, undo); `undo` reverts everything the last call changed, `wire_future` included.
 
 use vmspace_core::{Advice, Effect, Entry, Inherit, MapSpec, Prot, VmError, VmMap};
 
@@ -142,4 +142,91 @@ fn a_partly_new_change_is_one_step_and_undoes_whole() {
     assert_eq!(m.effects(), &[Effect::Protect(page(2)..page(4), Prot::RW)]);
     assert!(m.undo());
     assert_eq!(state(&m), before);
+}
+
+// ---- 9. undo reverts everything the last call changed, wire_future included ----
+
+#[test]
+fn undo_of_unwire_all_restores_wire_future_and_the_wiring() {
+    let mut m = map();
+    m.set_wire_future(true);
+    m.insert(page(0)..page(2), rw()).unwrap();
+    m.insert(page(4)..page(6), rw()).unwrap();
+    let before = state(&m);
+    assert!(before.wire_future);
+    assert_eq!(before.wired, 4 * PS);
+    m.unwire_all().unwrap();
+    assert!(!m.wire_future());
+    assert_eq!(m.wired_size(), 0);
+    assert_eq!(m.effects(), &[Effect::Unwire(page(0)..page(2)), Effect::Unwire(page(4)..page(6))]);
+    assert!(m.undo());
+    assert_eq!(state(&m), before, "undo of unwire_all puts wire_future back with the wiring");
+    assert!(!m.undo(), "one level");
+}
+
+#[test]
+fn unwire_all_that_only_clears_wire_future_is_a_change_undo_reverts() {
+    let mut m = map();
+    m.insert(page(0)..page(2), rw()).unwrap();
+    m.set_wire_future(true);
+    let before = state(&m);
+    m.unwire_all().unwrap();
+    assert!(!m.wire_future());
+    assert_eq!(m.timestamp(), before.timestamp + 1);
+    assert!(m.undo());
+    assert_eq!(state(&m), before);
+}
+
+#[test]
+fn set_wire_future_is_a_change_undo_reverts() {
+    let mut m = map();
+    m.insert(page(0)..page(2), rw()).unwrap();
+    let ts = m.timestamp();
+    m.set_wire_future(true);
+    assert_eq!(m.timestamp(), ts + 1, "MAP_WIREFUTURE is part of the map");
+    assert!(m.undo());
+    assert!(!m.wire_future());
+    assert_eq!(m.timestamp(), ts);
+    // And the call before it is not undone by a second undo.
+    assert!(!m.undo());
+    assert_eq!(m.len(), 1);
+}
+
+#[test]
+fn undo_of_wire_all_reverts_every_run_in_one_step() {
+    let mut m = map();
+    m.insert(page(0)..page(2), rw()).unwrap();
+    m.insert(page(4)..page(6), rw()).unwrap();
+    m.set_wire_future(true);
+    let before = state(&m);
+    m.wire_all().unwrap();
+    assert_eq!(m.wired_size(), 4 * PS);
+    assert!(m.undo());
+    assert_eq!(state(&m), before);
+}
+
+#[test]
+fn a_whole_map_call_is_one_timestamp_step_however_many_runs() {
+    let mut m = map();
+    for i in 0..3 {
+        m.insert(page(4 * i)..page(4 * i + 2), rw()).unwrap();
+    }
+    let ts = m.timestamp();
+    m.wire_all().unwrap();
+    assert_eq!(m.timestamp(), ts + 1, "wire_all over three runs");
+    m.unwire_all().unwrap();
+    assert_eq!(m.timestamp(), ts + 2, "unwire_all over three runs");
+}
+
+#[test]
+fn settings_that_are_not_map_state_leave_undo_with_nothing() {
+    let mut m = map();
+    m.insert(page(0)..page(2), rw()).unwrap();
+    let before = state(&m);
+    m.set_stack_limit(8 * PS);
+    assert_eq!(state(&m), before);
+    assert!(!m.undo(), "undo refers to the last call; a limit is not the map's to revert");
+    m.set_stack_growth(PS);
+    assert_eq!(state(&m), before);
+    assert!(!m.undo());
 }

@@ -86,6 +86,8 @@ pub struct VmMap<O = ()> {
     effects: Vec<Effect<O>>,
     /// Counters before the last operation, for `undo`.
     saved: (u64, u64, u64, bool),
+    /// Whether the last call changed the map and recorded how to revert it (`undo` has work).
+    undoable: bool,
     /// Changes the current operation made (journaled or not): whether the timestamp moves.
     steps: usize,
     /// Whether operations record their undo journal and effects; off inside [`VmMap::replay`].
@@ -108,6 +110,7 @@ impl<O: MapObject> Clone for VmMap<O> {
             journal: Vec::new(),
             effects: Vec::new(),
             saved: (self.size, self.wired, self.timestamp, self.wire_future),
+            undoable: false,
             steps: 0,
             recording: true,
         }
@@ -141,6 +144,7 @@ impl<O: MapObject> VmMap<O> {
             journal: Vec::new(),
             effects: Vec::new(),
             saved: (0, 0, 0, false),
+            undoable: false,
             steps: 0,
             recording: true,
         })
@@ -222,10 +226,16 @@ impl<O: MapObject> VmMap<O> {
         self.wire_future
     }
 
-    /// Sets or clears `MAP_WIREFUTURE`.
+    /// Sets or clears `MAP_WIREFUTURE` (the seed's map flag, set by `mlockall(MCL_FUTURE)`). It is map
+    /// state: a call that changes it moves the timestamp and is reverted by [`VmMap::undo`]; setting
+    /// it to what it already is changes nothing.
     pub fn set_wire_future(&mut self, on: bool) {
         self.begin();
-        self.wire_future = on;
+        if self.wire_future != on {
+            self.wire_future = on;
+            self.steps += 1;
+        }
+        self.commit();
     }
 
     /// The largest size a stack may reach by growth (RLIMIT_STACK); `u64::MAX` means no limit.
@@ -233,7 +243,8 @@ impl<O: MapObject> VmMap<O> {
         self.stack_limit
     }
 
-    /// Sets the stack size limit (RLIMIT_STACK).
+    /// Sets the stack size limit (RLIMIT_STACK). A process limit, not map state: the timestamp stays
+    /// and [`VmMap::undo`] has nothing to revert afterwards.
     pub fn set_stack_limit(&mut self, bytes: u64) {
         self.begin();
         self.stack_limit = bytes;
@@ -244,7 +255,8 @@ impl<O: MapObject> VmMap<O> {
         self.stack_growth
     }
 
-    /// Sets the stack growth step; rounded up to whole pages, at least one page.
+    /// Sets the stack growth step; rounded up to whole pages, at least one page. A setting, not map
+    /// state, as [`VmMap::set_stack_limit`].
     pub fn set_stack_growth(&mut self, bytes: u64) {
         self.begin();
         self.stack_growth = self.round_up(bytes).unwrap_or(!(self.page_size - 1)).max(self.page_size);
@@ -287,17 +299,41 @@ impl<O: MapObject> VmMap<O> {
         self.recording = was;
         self.journal.clear();
         self.effects.clear();
+        self.undoable = false;
         r
     }
 
-    /// Reverts the last mutating call: the map, its counters and its timestamp are as they were before
-    /// it. For callers whose OS step failed after the map decided. Returns `false`, changing nothing,
-    /// when that call failed or changed nothing, or was itself an `undo` (one level only). Settings
-    /// (`set_wire_future`, limits) are calls too, but are not reverted.
+    /// Reverts the last call on the map if that call changed it (no seed counterpart: DragonFly undoes
+    /// inside each operation, under the map lock): entries, counters, `wire_future` and timestamp are
+    /// as they were before it, and its effects are dropped. For a caller whose OS step failed after the
+    /// map decided.
+    ///
+    /// Reverted when it changed the map: `insert`, `map_anywhere` / `map_with`, `remove`, `protect`,
+    /// `protect_max`, `inherit`, `madvise` (behaviour and flags), `wire`, `unwire`, `wire_kernel`,
+    /// `unwire_kernel`, `wire_all`, `unwire_all` (its wiring and `wire_future`, together), `guard`,
+    /// `unguard`, `seal`, `submap`, `stack` / `stack_anywhere`, `grow_stack`, `lookup` (a write that
+    /// made a needs-copy entry private), `fork` (the parent's copy-on-write marks; the child is the
+    /// caller's) and `set_wire_future`.
+    ///
+    /// Returns `false`, changing nothing, when the last such call failed, changed nothing (the
+    /// timestamp did not move: a no-op, memory advice, `clean`, a lookup that resolved nothing), was
+    /// `set_stack_limit` or `set_stack_growth` (limits, not map state), ran inside [`VmMap::replay`], or
+    /// was itself an `undo` (one level only). It never reaches further back: after a call that changed
+    /// nothing, the call before it stays done, as its OS step succeeded. Queries (`&self`) and the calls
+    /// about the map's own memory (`reserve`, `release`, `reserve_journal`, `set_alloc_allowed`,
+    /// `take_effects`) are not calls on the map in this sense and leave the undo as it was.
     pub fn undo(&mut self) -> bool {
-        if self.journal.is_empty() {
+        if !self.undoable {
             return false;
         }
+        self.rollback();
+        self.undoable = false;
+        self.effects.clear();
+        true
+    }
+
+    /// Puts back every journaled entry and the counters saved by `begin`.
+    fn rollback(&mut self) {
         while let Some(step) = self.journal.pop() {
             match step {
                 Undo::Inserted(start) => {
@@ -307,8 +343,6 @@ impl<O: MapObject> VmMap<O> {
             }
         }
         (self.size, self.wired, self.timestamp, self.wire_future) = self.saved;
-        self.effects.clear();
-        true
     }
 
     // ---- validation ----
@@ -364,18 +398,22 @@ impl<O: MapObject> VmMap<O> {
         self.store.ensure_spare(n).map_err(|StoreFull| VmError::ResourceShortage)
     }
 
-    /// Starts a mutating operation: clears the journal and effects, saves the counters.
+    /// Starts a mutating operation: clears the journal and effects (the last call's undo is gone),
+    /// saves the counters.
     fn begin(&mut self) {
         self.journal.clear();
         self.effects.clear();
+        self.undoable = false;
         self.steps = 0;
         self.saved = (self.size, self.wired, self.timestamp, self.wire_future);
     }
 
-    /// Ends a successful mutating operation: the timestamp moves if the map changed.
+    /// Ends a successful mutating operation: the timestamp moves, and `undo` may revert it, if the map
+    /// changed.
     fn commit(&mut self) {
         if self.steps > 0 {
             self.timestamp = self.timestamp.wrapping_add(1);
+            self.undoable = self.recording;
         }
     }
 

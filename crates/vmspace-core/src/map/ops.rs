@@ -391,26 +391,32 @@ impl<O: MapObject> VmMap<O> {
         )
     }
 
-    /// User-wires every mapped page (`mlockall(MCL_CURRENT)`); holes are fine.
+    /// User-wires every mapped page (`mlockall(MCL_CURRENT)`, DragonFly `vm_map_wire` over the whole
+    /// map); holes are fine. One call: one timestamp step, and [`VmMap::undo`] reverts all of it.
     pub fn wire_all(&mut self) -> Result<(), VmError> {
         self.begin();
-        self.for_all_entries(|m, r| m.wire(r))
+        self.for_all_entries(|m, r| m.wire(r))?;
+        self.commit();
+        Ok(())
     }
 
-    /// Clears `wire_future` and undoes the user wiring of every page (`munlockall`).
+    /// Clears `wire_future` and undoes the user wiring of every page (`munlockall`). One call: one
+    /// timestamp step, and [`VmMap::undo`] puts back the wiring and `wire_future` together.
     pub fn unwire_all(&mut self) -> Result<(), VmError> {
         self.begin();
-        let before = self.wire_future;
-        self.wire_future = false;
-        let result = self.for_all_entries(|m, r| m.unwire(r));
-        if result.is_err() {
-            self.wire_future = before;
+        self.for_all_entries(|m, r| m.unwire(r))?;
+        // Last, so a failure above has no setting to put back; `begin` saved it for `undo`.
+        if self.wire_future {
+            self.wire_future = false;
+            self.steps += 1;
         }
-        result
+        self.commit();
+        Ok(())
     }
 
-    /// Applies `op` to each maximal run of mapped pages, as one operation (one journal, one set of
-    /// effects).
+    /// Applies `op` to each maximal run of mapped pages, as one operation: after the caller's `begin`,
+    /// it leaves one journal, one set of effects, the counters saved before the call and the steps
+    /// taken, for the caller's `commit`. A failure rolls back the runs already done.
     fn for_all_entries(
         &mut self,
         mut op: impl FnMut(&mut Self, Range<u64>) -> Result<(), VmError>,
@@ -426,21 +432,29 @@ impl<O: MapObject> VmMap<O> {
             v
         };
         let (mut journal, mut effects) = (alloc::vec::Vec::new(), alloc::vec::Vec::new());
-        let saved = (self.size, self.wired, self.timestamp, self.wire_future);
+        // Each run's call begins (overwriting `saved` and `steps`) and commits (moving the timestamp)
+        // on its own: keep the whole call's, so it is one step.
+        let (saved, ts) = (self.saved, self.timestamp);
+        let mut steps = 0;
         for r in runs {
-            if let Err(err) = op(self, r) {
+            let result = op(self, r);
+            journal.append(&mut self.journal);
+            effects.append(&mut self.effects);
+            steps += self.steps;
+            self.timestamp = ts;
+            if let Err(err) = result {
                 // Roll back the runs already done, so the whole call stays atomic.
                 self.journal = journal;
                 self.saved = saved;
-                self.undo();
+                self.rollback();
+                self.steps = 0;
                 return Err(err);
             }
-            journal.append(&mut self.journal);
-            effects.append(&mut self.effects);
         }
         self.journal = journal;
         self.effects = effects;
         self.saved = saved;
+        self.steps = steps;
         Ok(())
     }
 

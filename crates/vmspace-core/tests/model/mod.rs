@@ -276,6 +276,28 @@ impl Model {
         self.change(&r, |_| Ok(()), |p| p.user_wired = false)
     }
 
+    /// `wire` of every mapped page; holes are fine.
+    pub fn wire_all(&mut self) -> Result<(), VmError> {
+        for p in self.pages.iter_mut().flatten() {
+            if !p.user_wired {
+                p.user_wired = true;
+                if p.prot.contains(Prot::WRITE) {
+                    p.needs_copy = false;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Clears `wire_future` and the user wiring of every page.
+    pub fn unwire_all(&mut self) -> Result<(), VmError> {
+        self.wire_future = false;
+        for p in self.pages.iter_mut().flatten() {
+            p.user_wired = false;
+        }
+        Ok(())
+    }
+
     pub fn guard(&mut self, r: Range<u64>) -> Result<(), VmError> {
         self.change(
             &r,
@@ -475,6 +497,7 @@ impl Model {
         let mut want = self.reserves.clone();
         want.sort();
         assert_eq!(want, reserves, "reservations\n{map}");
+        assert_eq!(map.wire_future(), self.wire_future, "wire_future");
         let mapped = self.pages.iter().filter(|p| p.is_some()).count() as u64 * PS;
         assert_eq!(map.size(), mapped, "size");
         let wired = self.pages.iter().flatten().filter(|p| p.wired()).count() as u64 * PS;
