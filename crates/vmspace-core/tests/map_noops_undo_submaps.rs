@@ -1,7 +1,10 @@
-//! Rules of the map's bookkeeping, one section each: a call that changes nothing is invisible
-//! (timestamp, effects, undo); `undo` reverts everything the last call changed, `wire_future` included.
+//! Three rules of the map's bookkeeping, one section each: a call that changes nothing is invisible
+//! (timestamp, effects, undo); `undo` reverts everything the last call changed, `wire_future` included;
+//! a submap entry is never split by a range operation, and a refusal changes nothing.
 
-use vmspace_core::{Advice, Effect, Entry, Inherit, MapSpec, Prot, VmError, VmMap};
+use vmspace_core::{
+    Advice, Behavior, Effect, Entry, EntryFlags, Inherit, MapKind, MapSpec, Prot, SubmapId, VmError, VmMap,
+};
 
 const PS: u64 = 4096;
 const MIN: u64 = 0x1000_0000;
@@ -229,4 +232,156 @@ fn settings_that_are_not_map_state_leave_undo_with_nothing() {
     m.set_stack_growth(PS);
     assert_eq!(state(&m), before);
     assert!(!m.undo());
+}
+
+// ---- 10. submap entries are never split; refusals change nothing ----
+
+/// [0,2) RW, the submap [2,6), [6,8) RW.
+fn with_submap() -> VmMap {
+    let mut m = map();
+    m.insert(page(0)..page(8), rw()).unwrap();
+    m.submap(page(2)..page(6), SubmapId(7)).unwrap();
+    m
+}
+
+fn refused_invalid(m: &mut VmMap, what: &str, op: impl FnOnce(&mut VmMap) -> Result<(), VmError>) {
+    let before = state(m);
+    assert_eq!(op(m), Err(VmError::InvalidArgument), "{what}");
+    assert_eq!(state(m), before, "{what}: a refusal changed the map");
+    assert!(m.effects().is_empty(), "{what}: a refusal yielded effects");
+    assert!(!m.undo(), "{what}: a refusal leaves nothing to undo");
+    m.check_invariants().unwrap();
+}
+
+type RangeOp = (&'static str, fn(&mut VmMap, std::ops::Range<u64>) -> Result<(), VmError>);
+
+const RANGE_OPS: &[RangeOp] = &[
+    ("protect", |m, r| m.protect(r, Prot::READ)),
+    ("protect_max", |m, r| m.protect_max(r, Prot::READ)),
+    ("inherit", |m, r| m.inherit(r, Inherit::Share)),
+    ("madvise Random", |m, r| m.madvise(r, Advice::Random)),
+    ("madvise NoCore", |m, r| m.madvise(r, Advice::NoCore)),
+    ("madvise WillNeed", |m, r| m.madvise(r, Advice::WillNeed)),
+    ("madvise DontNeed", |m, r| m.madvise(r, Advice::DontNeed)),
+    ("wire", |m, r| m.wire(r)),
+    ("unwire", |m, r| m.unwire(r)),
+    ("wire_kernel", |m, r| m.wire_kernel(r)),
+    ("unwire_kernel", |m, r| m.unwire_kernel(r)),
+    ("guard", |m, r| m.guard(r)),
+    ("unguard", |m, r| m.unguard(r)),
+    ("seal", |m, r| m.seal(r)),
+    ("clean", |m, r| m.clean(r, false)),
+    ("remove", |m, r| m.remove(r)),
+    ("submap", |m, r| m.submap(r, SubmapId(8))),
+];
+
+#[test]
+fn every_range_op_on_part_of_a_submap_entry_is_refused() {
+    // Inside it, over its start, over its end, from a normal entry into it and out of it.
+    let partial = [page(3)..page(5), page(2)..page(3), page(5)..page(6), page(0)..page(3), page(4)..page(8)];
+    for (name, op) in RANGE_OPS {
+        for r in &partial {
+            let mut m = with_submap();
+            refused_invalid(&mut m, &format!("{name} {r:x?}"), |m| op(m, r.clone()));
+            assert_eq!(m.len(), 3, "{name}: the submap entry stays whole");
+        }
+    }
+}
+
+#[test]
+fn range_ops_on_whole_submap_entries() {
+    let sub = page(2)..page(6);
+    let whole = page(0)..page(8);
+    // The pages belong to the submap: changing their protection, guards, wiring or flushing them
+    // through the parent has no meaning.
+    for name in
+        ["protect", "protect_max", "guard", "unguard", "clean", "wire", "wire_kernel", "unwire_kernel"]
+    {
+        let op = RANGE_OPS.iter().find(|(n, _)| *n == name).unwrap().1;
+        for r in [sub.clone(), whole.clone()] {
+            let mut m = with_submap();
+            refused_invalid(&mut m, &format!("{name} {r:x?}"), |m| op(m, r.clone()));
+        }
+    }
+    let sub_entry = |m: &VmMap| m.lookup_entry(page(2)).unwrap().clone();
+    // inherit and seal are the entry's own attributes: applied, the entry stays one piece.
+    let mut m = with_submap();
+    m.inherit(whole.clone(), Inherit::Share).unwrap();
+    assert_eq!(sub_entry(&m).inherit(), Inherit::Share);
+    assert_eq!(sub_entry(&m).range(), sub);
+    let mut m = with_submap();
+    m.seal(sub.clone()).unwrap();
+    assert!(sub_entry(&m).flags().contains(EntryFlags::SEALED));
+    assert_eq!(sub_entry(&m).range(), sub);
+    // madvise skips submaps for entry advice, and advises the range for memory advice.
+    let mut m = with_submap();
+    m.madvise(whole.clone(), Advice::Sequential).unwrap();
+    assert_eq!(sub_entry(&m).behavior(), Behavior::Normal);
+    assert_eq!(m.lookup_entry(page(0)).unwrap().behavior(), Behavior::Sequential);
+    let before = state(&m);
+    m.madvise(sub.clone(), Advice::Random).unwrap();
+    assert_eq!(state(&m), before, "entry advice on only a submap changes nothing");
+    assert!(!m.undo());
+    m.madvise(sub.clone(), Advice::WillNeed).unwrap();
+    assert_eq!(m.effects(), &[Effect::Advise(sub.clone(), Advice::WillNeed)]);
+    // unwire: a submap entry is never wired, so there is nothing to do.
+    let mut m = with_submap();
+    let before = state(&m);
+    m.unwire(whole.clone()).unwrap();
+    assert_eq!(state(&m), before);
+    // wire_all and unwire_all skip it.
+    m.wire_all().unwrap();
+    assert_eq!(m.wired_size(), 4 * PS);
+    assert_eq!(sub_entry(&m).wired_count(), 0);
+    assert_eq!(m.effects(), &[Effect::Wire(page(0)..page(2)), Effect::Wire(page(6)..page(8))]);
+    m.unwire_all().unwrap();
+    assert_eq!(m.wired_size(), 0);
+    // remove takes it whole.
+    m.remove(sub.clone()).unwrap();
+    assert!(m.lookup_entry(page(2)).is_none());
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn the_submap_entry_keeps_its_kind_through_refusals() {
+    let mut m = with_submap();
+    let _ = m.madvise(page(3)..page(4), Advice::Random);
+    let _ = m.inherit(page(3)..page(4), Inherit::None);
+    let _ = m.wire(page(3)..page(4));
+    let e = m.lookup_entry(page(2)).unwrap();
+    assert_eq!((e.range(), e.kind()), (page(2)..page(6), MapKind::Submap(SubmapId(7))));
+}
+
+#[test]
+fn no_range_op_over_any_range_splits_a_submap_or_half_changes_the_map() {
+    // Every range of [0, 10) pages (the map is [0, 8) with the submap at [2, 6), then a hole).
+    for (name, op) in RANGE_OPS {
+        for a in 0..10 {
+            for b in a + 1..=10 {
+                let mut m = with_submap();
+                let before = state(&m);
+                let r = page(a)..page(b);
+                let got = op(&mut m, r.clone());
+                m.check_invariants().unwrap();
+                let what = format!("{name} pages {a}..{b}: {got:?}");
+                let partial = a < 6 && b > 2 && !(a <= 2 && b >= 6);
+                if partial {
+                    assert_eq!(got, Err(VmError::InvalidArgument), "{what}");
+                }
+                let mut now = state(&m);
+                now.timestamp = before.timestamp;
+                if got.is_err() || now == before {
+                    // Refused, or nothing to do: nothing changed, not even the timestamp.
+                    assert_eq!(state(&m), before, "{what}");
+                    assert!(!m.undo(), "{what}");
+                }
+                if got.is_err() {
+                    assert!(m.effects().is_empty(), "{what}");
+                }
+                if let Some(e) = m.lookup_entry(page(2)) {
+                    assert_eq!(e.range(), page(2)..page(6), "{what}: the submap entry was split");
+                }
+            }
+        }
+    }
 }

@@ -370,8 +370,9 @@ impl<O: MapObject> VmMap<O> {
         Ok(false)
     }
 
-    /// Checks that every page of `r` is mapped and every entry passes `ok`; the first failure is
-    /// returned. Holes are `InvalidAddress`.
+    /// Checks that every page of `r` is mapped and every entry passes `ok`; the first failure in address
+    /// order is returned. Holes are `InvalidAddress`; a submap entry `r` covers only part of is
+    /// `InvalidArgument` (submap entries never merge, so a clip would split one for good).
     fn check_mapped(
         &self,
         r: &Range<u64>,
@@ -383,6 +384,9 @@ impl<O: MapObject> VmMap<O> {
             if e.start > at {
                 return Err(VmError::InvalidAddress);
             }
+            if Self::partial_submap(e, r) {
+                return Err(VmError::InvalidArgument);
+            }
             ok(e)?;
             at = e.end;
             n += 1;
@@ -391,6 +395,11 @@ impl<O: MapObject> VmMap<O> {
             return Err(VmError::InvalidAddress);
         }
         Ok(n)
+    }
+
+    /// Whether `e` is a submap entry that `r` covers only part of.
+    fn partial_submap(e: &Entry<O>, r: &Range<u64>) -> bool {
+        matches!(e.value.kind, MapKind::Submap(_)) && (e.start < r.start || e.end > r.end)
     }
 
     /// Makes sure the store can take `n` more entries without allocating, or reports why not.

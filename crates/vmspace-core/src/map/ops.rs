@@ -148,8 +148,8 @@ impl<O: MapObject> VmMap<O> {
     /// FreeBSD); wired memory is unwired first, silently, as DragonFly does.
     ///
     /// Errors: unaligned or inverted → `InvalidArgument`; outside the map → `InvalidAddress`; any sealed
-    /// page → `Sealed`; a submap only partly covered → `InvalidArgument`. A stack's reservation goes with
-    /// the entry that carries it (its lowest piece).
+    /// page → `Sealed`; a submap only partly covered → `InvalidArgument` (a whole one is removed). A
+    /// stack's reservation goes with the entry that carries it (its lowest piece).
     pub fn remove(&mut self, range: Range<u64>) -> Result<(), VmError> {
         self.begin();
         if self.check_range(&range)? {
@@ -159,7 +159,7 @@ impl<O: MapObject> VmMap<O> {
             if e.value.flags.contains(EntryFlags::SEALED) {
                 return Err(VmError::Sealed);
             }
-            if matches!(e.value.kind, MapKind::Submap(_)) && (e.start < range.start || e.end > range.end) {
+            if Self::partial_submap(e, &range) {
                 return Err(VmError::InvalidArgument);
             }
         }
@@ -180,9 +180,11 @@ impl<O: MapObject> VmMap<O> {
     /// Sets the protection of every page of `range` (`vm_map_protect` with `set_max` false).
     ///
     /// The whole range must be mapped (`InvalidAddress` otherwise: xnu's atomic rule, stricter than
-    /// DragonFly's hole skipping). `prot ⊄ max_prot` of any entry → `ProtectionFailure`; a submap →
-    /// `InvalidArgument`; sealed → `Sealed`. Nothing changes on error. Pieces merge back with equal
-    /// neighbours, so protecting a page and protecting it back leaves one entry.
+    /// DragonFly's hole skipping). `prot ⊄ max_prot` of any entry → `ProtectionFailure`; any submap,
+    /// whole or in part → `InvalidArgument` (as DragonFly); sealed → `Sealed`. Nothing changes on error.
+    /// Pieces merge back with equal neighbours, so protecting a page and protecting it back leaves one
+    /// entry. Protecting to the protection already there changes nothing: no effect, no timestamp step,
+    /// nothing for [`VmMap::undo`].
     pub fn protect(&mut self, range: Range<u64>, prot: Prot) -> Result<(), VmError> {
         self.change(
             &range,
@@ -202,7 +204,7 @@ impl<O: MapObject> VmMap<O> {
     /// the current protection becomes `old ∩ max_prot`.
     ///
     /// Raising the maximum (`max_prot ⊄ old max`) → `ProtectionFailure`; otherwise as
-    /// [`VmMap::protect`].
+    /// [`VmMap::protect`] (submaps refused, the same maximum a no-op).
     pub fn protect_max(&mut self, range: Range<u64>, max_prot: Prot) -> Result<(), VmError> {
         self.change(
             &range,
@@ -233,7 +235,9 @@ impl<O: MapObject> VmMap<O> {
     /// Sets the inheritance of every page of `range` (`vm_map_inherit`).
     ///
     /// The whole range must be mapped (`InvalidAddress`); sealed → `Sealed`; `Inherit::Zero` on memory
-    /// that is not anonymous → `InvalidArgument` (Linux's `MADV_WIPEONFORK` rule).
+    /// that is not anonymous → `InvalidArgument` (Linux's `MADV_WIPEONFORK` rule); part of a submap
+    /// entry → `InvalidArgument` (a whole one takes the inheritance, as in DragonFly). The inheritance
+    /// already there is a no-op.
     pub fn inherit(&mut self, range: Range<u64>, inherit: Inherit) -> Result<(), VmError> {
         self.change(
             &range,
@@ -257,10 +261,11 @@ impl<O: MapObject> VmMap<O> {
     /// Applies `advice` to every page of `range` (`vm_map_madvise`).
     ///
     /// The whole range must be mapped (`InvalidAddress`). Advice that changes entries (behaviour,
-    /// NOSYNC, NOCOREDUMP) clips and merges, skipping submaps; advice on memory (WillNeed, DontNeed, Free)
-    /// leaves the map as it is and only yields an effect. Destructive advice on sealed memory → `Sealed`;
-    /// DontNeed or Free on wired memory, and Free on memory that is not anonymous → `InvalidArgument`
-    /// (Linux's EINVAL).
+    /// NOSYNC, NOCOREDUMP) clips and merges, skipping whole submap entries (as DragonFly), and is a no-op
+    /// where every entry already has it; advice on memory (WillNeed, DontNeed, Free) leaves the map as
+    /// it is and only yields an effect. Part of a submap entry → `InvalidArgument`; destructive advice
+    /// on sealed memory → `Sealed`; DontNeed or Free on wired memory, and Free on memory that is not
+    /// anonymous → `InvalidArgument` (Linux's EINVAL).
     pub fn madvise(&mut self, range: Range<u64>, advice: Advice) -> Result<(), VmError> {
         self.begin();
         let check = |e: &Entry<O>| {
@@ -316,30 +321,34 @@ impl<O: MapObject> VmMap<O> {
     /// User wiring is one boolean layer over the kernel's wired count: wiring user-wired memory again is
     /// a no-op, and one [`VmMap::unwire`] undoes any number of `wire`s. A writable copy-on-write entry is
     /// made private now (NEEDS_COPY cleared), as wired memory must not be copied at fault time. The whole
-    /// range must be mapped (`InvalidAddress`).
+    /// range must be mapped (`InvalidAddress`); any submap, whole or in part → `InvalidArgument`.
     pub fn wire(&mut self, range: Range<u64>) -> Result<(), VmError> {
-        self.change(
-            &range,
-            |e| {
-                if e.value.wired_count == u32::MAX { Err(VmError::ResourceShortage) } else { Ok(()) }
-            },
-            |a| {
-                if a.user_wired {
-                    return None;
-                }
-                a.user_wired = true;
-                a.wired_count += 1;
-                if a.prot.contains(Prot::WRITE) {
-                    a.flags.set(EntryFlags::NEEDS_COPY, false);
-                }
-                (a.wired_count == 1).then_some(Effect::Wire(0..0))
-            },
-        )
+        self.change(&range, Self::wirable, |a| {
+            if a.user_wired {
+                return None;
+            }
+            a.user_wired = true;
+            a.wired_count += 1;
+            if a.prot.contains(Prot::WRITE) {
+                a.flags.set(EntryFlags::NEEDS_COPY, false);
+            }
+            (a.wired_count == 1).then_some(Effect::Wire(0..0))
+        })
+    }
+
+    /// Whether more wiring can go on `e`: not a submap (its pages are the submap's to wire, and a
+    /// silent skip would be a lie about wiring), and the count has room.
+    fn wirable(e: &Entry<O>) -> Result<(), VmError> {
+        if matches!(e.value.kind, MapKind::Submap(_)) {
+            return Err(VmError::InvalidArgument);
+        }
+        if e.value.wired_count == u32::MAX { Err(VmError::ResourceShortage) } else { Ok(()) }
     }
 
     /// Undoes the user wiring of every page of `range` (`munlock`). Memory that is not user-wired is
-    /// left as it is, without error (Linux and FreeBSD; DragonFly refuses). The whole range must be
-    /// mapped (`InvalidAddress`).
+    /// left as it is, without error (Linux and FreeBSD; DragonFly refuses), so a whole submap entry
+    /// (never wired) is too. The whole range must be mapped (`InvalidAddress`); part of a submap entry →
+    /// `InvalidArgument`.
     pub fn unwire(&mut self, range: Range<u64>) -> Result<(), VmError> {
         self.change(
             &range,
@@ -355,25 +364,20 @@ impl<O: MapObject> VmMap<O> {
         )
     }
 
-    /// Adds a kernel wiring to every page of `range` (`vm_map_wire`); kernel wirings nest.
+    /// Adds a kernel wiring to every page of `range` (`vm_map_wire`); kernel wirings nest. Errors as
+    /// [`VmMap::wire`].
     pub fn wire_kernel(&mut self, range: Range<u64>) -> Result<(), VmError> {
-        self.change(
-            &range,
-            |e| {
-                if e.value.wired_count == u32::MAX { Err(VmError::ResourceShortage) } else { Ok(()) }
-            },
-            |a| {
-                a.wired_count += 1;
-                if a.prot.contains(Prot::WRITE) {
-                    a.flags.set(EntryFlags::NEEDS_COPY, false);
-                }
-                (a.wired_count == 1).then_some(Effect::Wire(0..0))
-            },
-        )
+        self.change(&range, Self::wirable, |a| {
+            a.wired_count += 1;
+            if a.prot.contains(Prot::WRITE) {
+                a.flags.set(EntryFlags::NEEDS_COPY, false);
+            }
+            (a.wired_count == 1).then_some(Effect::Wire(0..0))
+        })
     }
 
     /// Removes a kernel wiring from every page of `range` (`vm_map_wire` with `KM_PAGEABLE`). Every page
-    /// must carry one (`InvalidArgument` otherwise, nothing changed).
+    /// must carry one (`InvalidArgument` otherwise, nothing changed: a submap entry never does).
     pub fn unwire_kernel(&mut self, range: Range<u64>) -> Result<(), VmError> {
         self.change(
             &range,
@@ -392,7 +396,8 @@ impl<O: MapObject> VmMap<O> {
     }
 
     /// User-wires every mapped page (`mlockall(MCL_CURRENT)`, DragonFly `vm_map_wire` over the whole
-    /// map); holes are fine. One call: one timestamp step, and [`VmMap::undo`] reverts all of it.
+    /// map); holes and submap entries are skipped. One call: one timestamp step, and [`VmMap::undo`]
+    /// reverts all of it.
     pub fn wire_all(&mut self) -> Result<(), VmError> {
         self.begin();
         self.for_all_entries(|m, r| m.wire(r))?;
@@ -414,7 +419,8 @@ impl<O: MapObject> VmMap<O> {
         Ok(())
     }
 
-    /// Applies `op` to each maximal run of mapped pages, as one operation: after the caller's `begin`,
+    /// Applies `op` to each maximal run of mapped pages outside submaps (wiring a submap is the
+    /// submap's business), as one operation: after the caller's `begin`,
     /// it leaves one journal, one set of effects, the counters saved before the call and the steps
     /// taken, for the caller's `commit`. A failure rolls back the runs already done.
     fn for_all_entries(
@@ -423,7 +429,7 @@ impl<O: MapObject> VmMap<O> {
     ) -> Result<(), VmError> {
         let runs: alloc::vec::Vec<Range<u64>> = {
             let mut v: alloc::vec::Vec<Range<u64>> = alloc::vec::Vec::new();
-            for e in self.store.iter() {
+            for e in self.store.iter().filter(|e| !matches!(e.value.kind, MapKind::Submap(_))) {
                 match v.last_mut() {
                     Some(r) if r.end == e.start => r.end = e.end,
                     _ => v.push(e.range()),
@@ -462,8 +468,8 @@ impl<O: MapObject> VmMap<O> {
     /// does not change; the effect tells the OS what to flush.
     ///
     /// The whole range must be mapped (`InvalidAddress`; DragonFly's msync says EINVAL, POSIX and Linux
-    /// ENOMEM); a submap → `InvalidArgument`; `invalidate` over wired memory → `InvalidArgument` (Linux
-    /// and FreeBSD answer EBUSY).
+    /// ENOMEM); any submap, whole or in part → `InvalidArgument`; `invalidate` over wired memory →
+    /// `InvalidArgument` (Linux and FreeBSD answer EBUSY).
     pub fn clean(&mut self, range: Range<u64>, invalidate: bool) -> Result<(), VmError> {
         self.begin();
         if self.check_range(&range)? {
@@ -482,7 +488,8 @@ impl<O: MapObject> VmMap<O> {
 
     /// Turns every page of `range` into a guard region (Linux `MADV_GUARD_INSTALL`): any access is a
     /// guard hit, and the contents are dropped. The whole range must be mapped; sealed → `Sealed`;
-    /// submap or wired memory → `InvalidArgument` (Linux refuses guards on locked memory).
+    /// any submap, whole or in part, or wired memory → `InvalidArgument` (Linux refuses guards on
+    /// locked memory).
     pub fn guard(&mut self, range: Range<u64>) -> Result<(), VmError> {
         self.change(
             &range,
@@ -498,7 +505,8 @@ impl<O: MapObject> VmMap<O> {
         )
     }
 
-    /// Removes guard regions from `range` (Linux `MADV_GUARD_REMOVE`). The whole range must be mapped.
+    /// Removes guard regions from `range` (Linux `MADV_GUARD_REMOVE`). The whole range must be mapped;
+    /// sealed → `Sealed`; any submap → `InvalidArgument`. Where no guard is, nothing changes.
     pub fn unguard(&mut self, range: Range<u64>) -> Result<(), VmError> {
         self.change(&range, Self::modifiable, |a| {
             let changed = a.flags.contains(EntryFlags::GUARD);
@@ -508,7 +516,8 @@ impl<O: MapObject> VmMap<O> {
     }
 
     /// Seals every page of `range` (Linux `mseal`): from now on it can never be unmapped, re-protected,
-    /// given other inheritance, guarded or destructively advised. The whole range must be mapped.
+    /// given other inheritance, guarded or destructively advised. The whole range must be mapped; part
+    /// of a submap entry → `InvalidArgument` (a whole one is sealed). Sealed memory stays as it is.
     pub fn seal(&mut self, range: Range<u64>) -> Result<(), VmError> {
         self.change(
             &range,
@@ -524,6 +533,7 @@ impl<O: MapObject> VmMap<O> {
     /// Hands `range` to a submap (`vm_map_submap`). The range must lie inside one entry that is
     /// anonymous, not copy-on-write, not wired and not sealed (`InvalidArgument` otherwise); the
     /// entry is clipped to the range and becomes a submap entry that never merges and is never forked.
+    /// No later range operation splits it: each refuses a range that covers only part of it.
     pub fn submap(&mut self, range: Range<u64>, submap: SubmapId) -> Result<(), VmError> {
         self.begin();
         if self.check_range(&range)? {
@@ -531,10 +541,9 @@ impl<O: MapObject> VmMap<O> {
         }
         let e = self.store.containing(range.start).ok_or(VmError::InvalidAddress)?;
         if e.end < range.end {
-            return Err(if self.check_mapped(&range, |_| Ok(())).is_err() {
-                VmError::InvalidAddress
-            } else {
-                VmError::InvalidArgument
+            return Err(match self.check_mapped(&range, |_| Ok(())) {
+                Err(VmError::InvalidAddress) => VmError::InvalidAddress,
+                _ => VmError::InvalidArgument,
             });
         }
         let a = &e.value;
@@ -634,6 +643,9 @@ impl<O: MapObject> VmMap<O> {
         let Some(e) = self.store.item(at) else { return Ok(false) };
         if t > e.end {
             return Ok(false);
+        }
+        if Self::partial_submap(e, range) {
+            return Err(VmError::InvalidArgument);
         }
         check(e)?;
         let mut a = e.value.clone();
