@@ -385,3 +385,92 @@ fn no_range_op_over_any_range_splits_a_submap_or_half_changes_the_map() {
         }
     }
 }
+
+// ---- every error path, every range: a refusal changes nothing ----
+
+/// [0,2) RW, the submap [2,4), [4,6) sealed, [6,8) user-wired, [8,10) guarded, [10,12) READ with
+/// max READ, a hole [12,14), a stack mapped at [18,20) with its reservation [14,18), copy-on-write
+/// memory at [20,22), then free space.
+fn rich() -> VmMap {
+    let mut m = map();
+    m.insert(page(0)..page(12), rw()).unwrap();
+    m.submap(page(2)..page(4), SubmapId(1)).unwrap();
+    m.seal(page(4)..page(6)).unwrap();
+    m.wire(page(6)..page(8)).unwrap();
+    m.guard(page(8)..page(10)).unwrap();
+    m.protect_max(page(10)..page(12), Prot::READ).unwrap();
+    m.stack(page(14), 6 * PS, 2 * PS, rw()).unwrap();
+    m.insert(page(20)..page(22), rw().copy_on_write()).unwrap();
+    m.set_stack_growth(PS);
+    m
+}
+
+/// Runs `op` on a fresh `rich` map and checks the outcome: a refusal changes nothing (state,
+/// timestamp, effects, undo); a success that changed nothing is invisible the same way (but for the
+/// effects of memory advice and `clean`, which are about the pages); the invariants hold either way.
+fn outcome<T: std::fmt::Debug>(
+    what: &str,
+    effects_ok: bool,
+    op: impl FnOnce(&mut VmMap) -> Result<T, VmError>,
+) {
+    let mut m = rich();
+    let before = state(&m);
+    let got = op(&mut m);
+    m.check_invariants().unwrap_or_else(|e| panic!("{what}: {got:?}: {e}"));
+    let mut now = state(&m);
+    now.timestamp = before.timestamp;
+    let unchanged = now == before;
+    if got.is_err() {
+        assert_eq!(state(&m), before, "{what}: {got:?} changed the map");
+        assert!(m.effects().is_empty(), "{what}: {got:?} yielded effects");
+    }
+    if got.is_err() || unchanged {
+        assert_eq!(m.timestamp(), before.timestamp, "{what}: {got:?} moved the timestamp");
+        assert!(!m.undo(), "{what}: {got:?} left something to undo");
+        if !effects_ok {
+            assert!(m.effects().is_empty(), "{what}: {got:?} changed nothing but yielded effects");
+        }
+    } else {
+        assert_eq!(m.timestamp(), before.timestamp + 1, "{what}: {got:?}: one call, one step");
+        assert!(m.undo(), "{what}: {got:?}: a change undo cannot revert");
+        assert_eq!(state(&m), before, "{what}: undo did not put everything back");
+    }
+}
+
+#[test]
+fn every_call_over_every_range_is_all_or_nothing() {
+    let n = 24;
+    for (name, op) in RANGE_OPS {
+        let effects_ok =
+            name.starts_with("madvise WillNeed") || name.starts_with("madvise DontNeed") || *name == "clean";
+        for a in 0..n {
+            for b in a..=n {
+                outcome(&format!("{name} pages {a}..{b}"), effects_ok, |m| op(m, page(a)..page(b)));
+            }
+        }
+    }
+    for a in 0..n {
+        for b in a..=n {
+            let r = page(a)..page(b);
+            outcome(&format!("insert {a}..{b}"), false, |m| m.insert(r.clone(), rw()));
+            outcome(&format!("stack {a}..{b}"), false, |m| m.stack(r.start, r.end - r.start, PS, rw()));
+        }
+    }
+    for a in 0..n {
+        for addr in [page(a), page(a) + 8] {
+            outcome(&format!("grow_stack {addr:#x}"), false, |m| m.grow_stack(addr));
+            for prot in [Prot::READ, Prot::WRITE, Prot::EXECUTE] {
+                outcome(&format!("lookup {addr:#x} {prot}"), false, |m| m.lookup(addr, prot).map(|_| ()));
+            }
+        }
+    }
+    outcome("fork with a submap", false, |m| m.fork().map(|_| ()));
+    outcome("wire_all", false, |m| m.wire_all());
+    outcome("unwire_all", false, |m| m.unwire_all());
+    // Misshapen ranges.
+    for r in [page(1) + 1..page(2), page(2)..page(1), MIN - PS..page(1), page(0)..MAX + PS] {
+        for (name, op) in RANGE_OPS {
+            outcome(&format!("{name} {r:x?}"), false, |m| op(m, r.clone()));
+        }
+    }
+}

@@ -449,10 +449,14 @@ impl<O: MapObject> VmMap<O> {
             steps += self.steps;
             self.timestamp = ts;
             if let Err(err) = result {
-                // Roll back the runs already done, so the whole call stays atomic.
-                self.journal = journal;
-                self.saved = saved;
-                self.rollback();
+                // Roll back the runs already done, so the whole call stays atomic. A replay keeps no
+                // journal to roll back with (it repeats calls that succeeded): its counters must then
+                // keep describing its entries.
+                if self.recording {
+                    self.journal = journal;
+                    self.saved = saved;
+                    self.rollback();
+                }
                 self.steps = 0;
                 return Err(err);
             }
