@@ -190,3 +190,41 @@ fn append_against_a_chunk() {
         assert_eq!(got, want);
     });
 }
+
+/// The reclaimer passes an id (two chunks, so `busy` and `head` both move twice) while the producer
+/// asks about it and cancels it: an answer from below `head` is checked against `busy` (a `head` above
+/// `busy` would be a scribble, `InvalidRing`), and an honest reclaimer never fails that check — every
+/// call succeeds, the answers only move forward, and the region is reclaimed exactly when the cancel
+/// did not get it back.
+#[test]
+fn passed_ids_are_never_taken_for_a_scribbled_head() {
+    model(|| {
+        let (mut p, mut c) = setup(2);
+        let a = p.try_enter(A, PAGE, Action::Free, None).unwrap().id.unwrap();
+        let b = p.try_enter(B, PAGE, Action::Free, None).unwrap().id.unwrap();
+        let t = thread::spawn(move || {
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                let _ = c
+                    .reclaim_chunk(1, |addr, _, _| {
+                        got.push(addr);
+                        Ok::<(), ()>(())
+                    })
+                    .unwrap();
+            }
+            (got, c)
+        });
+        let qa = p.query_state(a, Action::Free).unwrap();
+        let sb = p.try_cancel(b, B, PAGE, Action::Free).unwrap().state;
+        let sa = p.try_cancel(a, A, PAGE, Action::Free).unwrap().state;
+        let (mut got, mut c) = t.join().unwrap();
+        got.extend(finish(&mut c));
+        if qa != ReclaimState::Unreclaimed {
+            assert_ne!(sa, ReclaimState::Unreclaimed, "{qa:?} then {sa:?}");
+        }
+        for (addr, s) in [(A, sa), (B, sb)] {
+            let n = got.iter().filter(|&&x| x == addr).count();
+            assert_eq!(n, usize::from(s != ReclaimState::Unreclaimed), "{addr:#x}: {s:?}, got {got:?}");
+        }
+    });
+}

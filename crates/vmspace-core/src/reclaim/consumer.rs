@@ -11,6 +11,10 @@
 //! `busy`, the reclaimer sees the pulled-back `tail`); the entry then stays in the ring, so an id whose
 //! cancel answered `Busy` is always reclaimed by this pass or a later one. Processed slots are
 //! zeroed before `head` moves past them, so a stale slot can never be reclaimed twice.
+//!
+//! Nothing here waits on the producer for long: a claim takes at most `CHUNK_SIZE + 1` rounds, a chunk
+//! aborted by a pulled-back `tail` is retried at most `ABORT_RETRIES` times, and a flush passes at most
+//! `capacity` ids, whatever values the shared header takes meanwhile.
 
 use super::layout::{Entry, RING_MAGIC, RingMemory, RingView};
 use super::primitive::{Ordering, RELAXED, fence, spin_loop};
@@ -185,6 +189,8 @@ impl<M: RingMemory> Consumer<M> {
     /// `mach_vm_reclaim_ring_flush`: reclaim up to `n` of the oldest ids (chunk by chunk), stopping early when
     /// the ring is empty; an empty ring is success. A chunk that a concurrent cancel aborts is retried (a
     /// bounded number of times, spinning; the report says `aborted` if it still could not get through).
+    /// One call passes at most `capacity` ids — every id in the ring when it starts — so a producer that
+    /// keeps appending (or a header that keeps changing) cannot keep it running.
     ///
     /// Errors: `n == 0` → `InvalidArgument`; a corrupted ring → `InvalidRing` (see
     /// [`reclaim_chunk`](Consumer::reclaim_chunk)); entries reclaimed before the corruption was found stay
@@ -196,6 +202,11 @@ impl<M: RingMemory> Consumer<M> {
         if n == 0 {
             return Err(ReclaimError::InvalidArgument);
         }
+        // Bounded whatever the producer (or anyone) writes: every round either processes at least one
+        // id, stops, or is one of at most `ABORT_RETRIES` aborted rounds; and the ids processed stop at
+        // the capacity, which covers every id in the ring when the flush starts (`tail - head <=
+        // capacity`). A producer appending all the while cannot keep one flush going.
+        let n = n.min(self.capacity);
         let mut total = ReclaimReport::empty();
         let mut retries = 0;
         while total.processed() < n {
@@ -275,9 +286,18 @@ impl<M: RingMemory> Consumer<M> {
         }
         let mut n = (tail - head).min(max_entries.min(CHUNK_SIZE) as u64);
         // Claim [head, head + n): busy, fence, tail — shrinking while the producer pulls tail back.
+        // Bounded whatever `tail` reads: every round that does not end the claim shrinks `n` (to a
+        // `tail - head` below the `busy - head = n` it was tested against), so there are at most
+        // `CHUNK_SIZE + 1` rounds; the count below only makes that visible.
+        let mut rounds = 0;
         loop {
             if n == 0 {
                 return Ok(report);
+            }
+            rounds += 1;
+            if rounds > CHUNK_SIZE + 1 {
+                h.busy.store(head, RELAXED);
+                return Err(self.poison());
             }
             let busy = head + n;
             h.busy.store(busy, RELAXED);

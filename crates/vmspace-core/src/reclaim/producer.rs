@@ -8,6 +8,11 @@
 //! most one sees its claim succeed. Every exit path restores `tail`. Slot writes are published by a
 //! release fence before the `tail` store that covers them (the reclaimer's acquire fence after it
 //! reads `tail` pairs with it); only the handshake needs `SeqCst`.
+//!
+//! The producer never waits: every call is straight-line code without a loop, so no value another
+//! party writes into the header can keep it. It checks what it can of the reclaimer's indices —
+//! `head <= tail`, and `head <= busy <= tail` wherever it reads `busy` — and answers `InvalidRing`
+//! (with `tail` restored) when they cannot come from the protocol.
 
 use super::layout::{REGION_SIZE_MAX, RawEntry, RingMemory, RingView};
 use super::primitive::{Ordering, RELAXED, fence};
@@ -124,7 +129,7 @@ impl<M: RingMemory> Producer<M> {
                 if id >= self.tail {
                     return Err(ReclaimError::InvalidId);
                 }
-                match self.pull_back(&v, id)? {
+                match self.pull_back(&v, id, head)? {
                     Won::Lost => return Ok(Entered { id: None, update_accounting: false }),
                     Won::Slot => {}
                 }
@@ -173,13 +178,14 @@ impl<M: RingMemory> Producer<M> {
         let v = self.mem.view();
         let head = self.load_head(&v)?;
         if id < head {
+            Self::check_passed(&v, head)?;
             // The reclaimer counted these bytes as reclaimed: no accounting change.
             return Ok(Cancelled { state: action.reclaimed_state(), update_accounting: false });
         }
         if id >= self.tail {
             return Err(ReclaimError::InvalidId);
         }
-        match self.pull_back(&v, id)? {
+        match self.pull_back(&v, id, head)? {
             Won::Lost => return Ok(Cancelled { state: ReclaimState::Busy, update_accounting: false }),
             Won::Slot => {}
         }
@@ -215,6 +221,7 @@ impl<M: RingMemory> Producer<M> {
         let v = self.mem.view();
         let head = self.load_head(&v)?;
         if id < head {
+            Self::check_passed(&v, head)?;
             return Ok(action.reclaimed_state());
         }
         if id >= self.tail {
@@ -222,7 +229,7 @@ impl<M: RingMemory> Producer<M> {
         }
         fence(Ordering::SeqCst);
         let busy = v.header().busy.load(RELAXED);
-        if busy > self.tail {
+        if busy > self.tail || busy < head {
             return Err(ReclaimError::InvalidRing);
         }
         Ok(if id < busy { ReclaimState::Busy } else { ReclaimState::Unreclaimed })
@@ -272,15 +279,31 @@ impl<M: RingMemory> Producer<M> {
         if head > self.tail { Err(ReclaimError::InvalidRing) } else { Ok(head) }
     }
 
+    /// Before answering `Freed` / `Deallocated` for an id below `head` (read by [`load_head`]): check
+    /// that `busy` has reached `head` as well. The reclaimer stores `busy = head + n` before its release
+    /// fence and `head = head + n` after it, and never stores a `busy` below its `head` afterwards, so
+    /// once we have acquired a `head` every `busy` we can read is at least that `head`. A `head` above
+    /// `busy` (for instance one scribbled up to `tail`) did not come from the reclaimer: the ids it
+    /// claims are reclaimed were not, and the answer is `InvalidRing` instead of a state nobody made.
+    /// Only this slow path pays the extra load (the acquire fence in `load_head` is all the ordering
+    /// it needs).
+    ///
+    /// [`load_head`]: Producer::load_head
+    fn check_passed(v: &RingView<'_>, head: u64) -> Result<(), ReclaimError> {
+        if v.header().busy.load(RELAXED) < head { Err(ReclaimError::InvalidRing) } else { Ok(()) }
+    }
+
     /// The handshake: pull `tail` back to `id`, `fence(SeqCst)`, read `busy`. `Slot` — the reclaimer
     /// cannot claim `id` until we restore `tail`, and `tail` stays pulled back; `Lost` — it claimed `id`
-    /// first, `tail` is restored.
-    fn pull_back(&self, v: &RingView<'_>, id: u64) -> Result<Won, ReclaimError> {
+    /// first, `tail` is restored. A `busy` outside `[head, tail]` (`head` as read by
+    /// [`load_head`](Producer::load_head) before) cannot come from the reclaimer (see
+    /// [`check_passed`](Producer::check_passed)): `InvalidRing`, `tail` restored.
+    fn pull_back(&self, v: &RingView<'_>, id: u64, head: u64) -> Result<Won, ReclaimError> {
         let h = v.header();
         h.tail.store(id, RELAXED);
         fence(Ordering::SeqCst);
         let busy = h.busy.load(RELAXED);
-        if busy > self.tail {
+        if busy > self.tail || busy < head {
             self.restore_tail(v);
             return Err(ReclaimError::InvalidRing);
         }

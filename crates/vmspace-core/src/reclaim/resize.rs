@@ -7,6 +7,8 @@
 //! distinct residues modulo any capacity at least that large. When they do not fit (a shrink below the
 //! live count), the oldest `tail - head - new` ids are reclaimed first — exactly those, no more — and
 //! then the rest move. xnu instead drains the whole ring on every resize.
+//!
+//! The move loops over `tail - head` ids, which the validation has bounded by the old capacity.
 
 use alloc::vec::Vec;
 
@@ -61,11 +63,14 @@ where
         return Err(ReclaimError::InvalidRing);
     }
     let mut drained = ReclaimReport::default();
-    let live = tail - consumer.head();
+    // `validated_tail` allows a `tail` up to a capacity below `head` (a cancel in flight); here the
+    // producer is quiescent, so a `tail` below `head` means the reclaimer once followed a scribbled one.
+    let live = tail.checked_sub(consumer.head()).ok_or(ReclaimError::InvalidRing)?;
     if live > capacity as u64 {
         drained = consumer.flush(live - capacity as u64, reclaim)?;
-        if tail - consumer.head() > capacity as u64 {
-            return Err(ReclaimError::InvalidRing); // someone else is working the ring
+        match tail.checked_sub(consumer.head()) {
+            Some(left) if left <= capacity as u64 => {}
+            _ => return Err(ReclaimError::InvalidRing), // someone else is working the ring
         }
     }
     let head = consumer.head();

@@ -731,3 +731,63 @@ fn views_from_every_kind_of_memory() {
     assert_eq!(p2.capacity(), 2);
     assert_eq!(p.into_memory().view().max_capacity(), 4);
 }
+
+/// Defect 12 at the protocol level: a `head` scribbled up to `tail` makes every id look reclaimed. The
+/// reclaimer's `busy` never trails a `head` it published, so the producer refuses to answer `Freed` /
+/// `Deallocated` from such a header; `tail` is untouched and nothing is cancelled.
+#[test]
+fn a_head_above_busy_is_not_believed() {
+    let r = ring(8);
+    let (mut p, mut c) = pair(&r);
+    let a = enter(&mut p, 0x10000, PAGE, Action::Deallocate);
+    let b = enter(&mut p, 0x20000, PAGE, Action::Free);
+    let h = r.view().header();
+    h.head.store(2, RELAXED); // == tail; busy stays 0
+    assert_eq!(p.try_cancel(a, 0x10000, PAGE, Action::Deallocate), Err(ReclaimError::InvalidRing));
+    assert_eq!(p.query_state(b, Action::Free), Err(ReclaimError::InvalidRing));
+    assert_eq!(r.view().indices().tail, 2);
+    // The reclaimer is not fooled either: the shared head is not its own.
+    assert_eq!(c.reclaim_chunk(16, |_, _, _| Ok::<(), ()>(())).unwrap_err(), ReclaimError::InvalidRing);
+
+    // An honest ring with the same ids: after a real reclaim `busy == head`, and the answer stands.
+    let r = ring(8);
+    let (mut p, mut c) = pair(&r);
+    let a = enter(&mut p, 0x10000, PAGE, Action::Deallocate);
+    let b = enter(&mut p, 0x20000, PAGE, Action::Free);
+    let _ = flush(&mut c, 1);
+    let st = p.try_cancel(a, 0x10000, PAGE, Action::Deallocate).unwrap().state;
+    assert_eq!(st, ReclaimState::Deallocated);
+    // A `busy` scribbled below `head` on the handshake path: refused, `tail` restored.
+    r.view().header().busy.store(0, RELAXED);
+    assert_eq!(p.try_cancel(b, 0x20000, PAGE, Action::Free), Err(ReclaimError::InvalidRing));
+    assert_eq!(p.try_enter(0x30000, PAGE, Action::Free, Some(b)), Err(ReclaimError::InvalidRing));
+    assert_eq!(p.query_state(b, Action::Free), Err(ReclaimError::InvalidRing));
+    assert_eq!(r.view().indices().tail, 2);
+}
+
+/// A flush passes at most `capacity` ids however fast entries keep coming (here: the callback enters
+/// a new region for each one it reclaims, a producer that never lets the ring empty).
+#[test]
+fn a_flush_is_bounded_by_the_capacity_while_entries_keep_coming() {
+    let r = ring(8);
+    let (mut p, mut c) = pair(&r);
+    for i in 0..4u64 {
+        enter(&mut p, (i + 1) << 20, PAGE, Action::Free);
+    }
+    let mut calls = 0u64;
+    let rep = c
+        .drain(|_, _, _| {
+            calls += 1;
+            // Stop feeding after a while so a regression fails instead of running for ever.
+            if calls < 1000 {
+                let _ = p.try_enter((calls + 100) << 20, PAGE, Action::Free, None).unwrap();
+            }
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    // The four that were there, and the four entered during the first chunk: one capacity's worth.
+    assert_eq!(rep.processed(), 8, "{rep:?}");
+    assert_eq!(calls, 8);
+    assert!(!c.is_poisoned());
+    assert_eq!(p.len(), 4); // entered during the second chunk: the next flush's
+}
