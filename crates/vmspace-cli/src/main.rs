@@ -34,7 +34,8 @@ const REPLAY_EXAMPLES: &str = "Examples:
 --against compares the final map of one address space (--pid, else the last one created by execve,
 else the only one) with a /proc/PID/maps snapshot, page by page (protection, shared/private), over
 the pages the trace touched (mmap, munmap, mremap, brk, shmat, shmdt ranges): mappings made before
-the trace (the exec'd binary, the stack, the vDSO) are invisible to it. Exit status 1 when they differ.";
+the trace (the exec'd binary, the stack, the vDSO) are invisible to it. Exit status 1 when they differ,
+2 on an error (an unreadable file, a line longer than 8 MiB, with --strict a line that does not parse).";
 
 /// `vmspace bench alloc`'s options as clap leaves them when none is given on the command line.
 fn alloc_defaults() -> vmspace_cli::allocbench::Options {
@@ -233,7 +234,14 @@ fn run() -> Result<u8, String> {
         Cmd::Replay { trace, against, pid, plot, strict, json } => {
             let opts = replay::Options { trace, against, pid, plot, strict, json, progress: true };
             let mut out = String::new();
-            let code = replay::run(&opts, &mut out)?;
+            let code = match replay::run(&opts, &mut out) {
+                Ok(code) => code,
+                Err(e) => {
+                    // Bad input, not a difference: 2, so that 1 keeps meaning "the maps differ".
+                    eprintln!("vmspace: error: {e}");
+                    return Ok(2);
+                }
+            };
             print(&out)?;
             Ok(code as u8)
         }

@@ -178,12 +178,13 @@ fn replay_reports_bad_lines_and_strict_stops() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("lines not understood: 3"), "{out}");
     assert!(out.contains("line 2:") && out.contains("line 4:") && out.contains("line 5:"), "{out}");
+    // Errors exit with 2: 1 means "the maps differ".
     let (code, _, err) = run(&["replay", "--strict", t.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert_eq!(err.lines().count(), 1);
     assert!(err.contains("line 2"), "{err}");
     let (code, _, err) = run(&["replay", dir.join("missing").to_str().unwrap()]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
@@ -221,6 +222,6 @@ fn replay_json_plot_and_against() {
     );
     let (code, _, err) =
         run(&["replay", t2.to_str().unwrap(), "--against", maps.to_str().unwrap(), "--pid", "5"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(err.contains("pid 5 does not appear"), "{err}");
 }

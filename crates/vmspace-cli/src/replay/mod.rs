@@ -10,14 +10,112 @@ pub mod rangeset;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use vmspace::procmaps::{self, Region};
 use vmspace_core::Prot;
 
 use crate::out::{grouped, human, json_str, xml};
-use model::{Origin, Replayer, Space};
+use model::{BadLine, Origin, Replayer, Space};
+
+/// The longest trace line read (8 MiB). strace's longest lines are `execve`s with `-v -s` and a long
+/// argument list (the kernel caps argv + envp at a quarter of the stack limit, 2 MiB by default);
+/// past this the input is not a trace, and reading on would hold the whole line in memory.
+pub const MAX_LINE: usize = 8 << 20;
+
+/// Why `vmspace replay` could not run (exit code 2).
+#[derive(Debug)]
+pub enum Error {
+    /// A file could not be read or written.
+    Io {
+        /// The file (`-` for standard input).
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// A line longer than [`MAX_LINE`]: refused before the rest of it is read.
+    LineTooLong {
+        /// 1-based line number.
+        line: u64,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// `--strict`: a line that did not parse.
+    BadLine(BadLine),
+    /// The `--against` snapshot did not parse.
+    Snapshot {
+        /// The snapshot.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// No address space to compare (see [`Replayer::target`]), or the one named was not kept.
+    Target(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::LineTooLong { line, limit } => write!(
+                f,
+                "line {line} is longer than {} MiB, longer than any strace line: stopped without reading the rest of it",
+                limit >> 20
+            ),
+            Error::BadLine(b) => write!(f, "line {}: {}: {}", b.line, b.reason, b.content),
+            Error::Snapshot { path, reason } => write!(f, "{}: {reason}", path.display()),
+            Error::Target(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_path_buf(), source }
+}
+
+/// Reads one line (with its `\n`, if any) into `buf`, at most `limit` bytes before the newline,
+/// a buffer at a time. Returns the bytes read (0 at the end), or `Ok(None)` when the line is longer
+/// than `limit`: the rest of it is left unread.
+pub fn read_line_bounded(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<Option<usize>> {
+    buf.clear();
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(Some(buf.len()));
+        }
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let content = if done { take - 1 } else { take };
+        if buf.len() + content > limit {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..take]);
+        r.consume(take);
+        if done {
+            return Ok(Some(buf.len()));
+        }
+    }
+}
 
 /// What `vmspace replay` was asked to do.
 #[derive(Clone, Debug, Default)]
@@ -133,11 +231,11 @@ pub fn compare(space: &Space, snapshot: &[Region]) -> Comparison {
 }
 
 /// Reads the trace and replays it. Returns the replayer and the seconds spent.
-pub fn replay(opts: &Options) -> Result<(Replayer, f64), String> {
+pub fn replay(opts: &Options) -> Result<(Replayer, f64), Error> {
     let (reader, size): (Box<dyn Read>, u64) = if opts.trace.as_os_str() == "-" {
         (Box::new(std::io::stdin().lock()), 0)
     } else {
-        let f = std::fs::File::open(&opts.trace).map_err(|e| format!("{}: {e}", opts.trace.display()))?;
+        let f = std::fs::File::open(&opts.trace).map_err(io_error(&opts.trace))?;
         let size = f.metadata().map(|m| m.len()).unwrap_or(0);
         (Box::new(f), size)
     };
@@ -158,10 +256,16 @@ pub fn replay(opts: &Options) -> Result<(Replayer, f64), String> {
     let mut read = 0u64;
     let t0 = Instant::now();
     loop {
-        buf.clear();
-        let n = r.read_until(b'\n', &mut buf).map_err(|e| format!("{}: {e}", opts.trace.display()))?;
+        let n = read_line_bounded(&mut r, &mut buf, MAX_LINE).map_err(io_error(&opts.trace))?;
+        let Some(n) = n else {
+            return Err(Error::LineTooLong { line: line_no + 1, limit: MAX_LINE });
+        };
         if n == 0 {
             break;
+        }
+        if buf.capacity() > 1 << 20 && n < 4096 {
+            // One long line does not keep its buffer for the rest of the trace.
+            buf.shrink_to(4096);
         }
         line_no += 1;
         read += n as u64;
@@ -177,7 +281,7 @@ pub fn replay(opts: &Options) -> Result<(Replayer, f64), String> {
         if let Err(bad) = rep.feed(line_no, &text)
             && opts.strict
         {
-            return Err(format!("line {}: {}: {}", bad.line, bad.reason, bad.content));
+            return Err(Error::BadLine(bad));
         }
     }
     rep.finish();
@@ -188,19 +292,20 @@ pub fn replay(opts: &Options) -> Result<(Replayer, f64), String> {
 }
 
 /// Runs the command: report on `out`; returns the exit code (1 when `--against` found differences).
-pub fn run(opts: &Options, out: &mut String) -> Result<i32, String> {
+pub fn run(opts: &Options, out: &mut String) -> Result<i32, Error> {
     let (rep, secs) = replay(opts)?;
     let mut cmp = None;
     let mut target = None;
     if let Some(path) = &opts.against {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let snap = procmaps::parse_maps(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let s = rep.target(opts.pid)?;
+        let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+        let snap = procmaps::parse_maps(&text)
+            .map_err(|e| Error::Snapshot { path: path.clone(), reason: e.to_string() })?;
+        let s = rep.target(opts.pid).map_err(Error::Target)?;
         cmp = Some(compare(&rep.spaces[s], &snap));
         target = Some(s);
     }
     if let Some(p) = &opts.plot {
-        std::fs::write(p, plot_svg(&rep)).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::write(p, plot_svg(&rep)).map_err(io_error(p))?;
     }
     if opts.json {
         json_report(&rep, secs, target.zip(cmp.as_ref()), out);
