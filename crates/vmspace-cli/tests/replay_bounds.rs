@@ -1,5 +1,7 @@
-//! A trace is read a line at a time, a buffer at a time, up to a limit: past it the replay stops with
-//! exit code 2 before the rest of the line is read.
+//! The replay's memory follows the live address spaces, not the trace's history: a space whose last
+//! pid left is freed at once (keeping a summary), except the one `--against` will compare; and a line
+//! is read a buffer at a time up to a limit, past which the replay stops with exit code 2 before the
+//! rest of the line is read. What the report says must not change for it.
 
 mod common;
 
@@ -7,10 +9,171 @@ use std::io::{BufReader, Read, Write};
 use std::process::Stdio;
 
 use common::*;
+use vmspace_cli::replay::model::{Origin, Replayer};
 use vmspace_cli::replay::{self, MAX_LINE, Options};
+
+const FORK: &str = "clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD, child_tidptr=0x7f0000000a10)";
+const THREAD: &str = "clone3({flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM|CLONE_SETTLS|CLONE_PARENT_SETTID|CLONE_CHILD_CLEARTID, child_tid=0x7f1d51d88990, exit_signal=0}, 88)";
 
 fn mmap(pid: u32, addr: u64, len: u64, prot: &str) -> String {
     format!("{pid}  mmap({addr:#x}, {len}, {prot}, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {addr:#x}")
+}
+
+/// Parent 100 with 200 separate mappings, then `forks` children (pids 1000..1050, reused) that each
+/// map 64 KiB, unmap one of the parent's pages and exit; a thread of the parent comes and goes now and
+/// then.
+fn churn(forks: u32) -> Vec<String> {
+    let mut t = Vec::new();
+    for i in 0..200u64 {
+        t.push(mmap(100, 0x7f00_0000_0000 + i * 0x10000, 8192, "PROT_READ|PROT_WRITE"));
+    }
+    for k in 0..forks {
+        let c = 1000 + k % 50;
+        t.push(format!("100  {FORK} = {c}"));
+        t.push(mmap(c, 0x7e00_0000_0000, 65536, "PROT_READ"));
+        t.push(format!("{c}  munmap(0x7f0000000000, 4096) = 0"));
+        t.push(format!("{c}  exit_group(0) = ?"));
+        t.push(format!("{c}  +++ exited with 0 +++"));
+        if k % 100 == 0 {
+            t.push(format!("100  {THREAD} = 5000"));
+            t.push(mmap(5000, 0x7d00_0000_0000, 4096, "PROT_READ"));
+            t.push("5000  +++ exited with 0 +++".into());
+        }
+    }
+    t
+}
+
+#[test]
+fn fork_and_exit_churn_holds_only_the_live_spaces() {
+    let mut rep = Replayer::new();
+    let mut most = 0;
+    for (i, l) in churn(2000).iter().enumerate() {
+        rep.feed(i as u64 + 1, l).unwrap_or_else(|e| panic!("{l}: {e:?}"));
+        most = most.max(rep.held());
+    }
+    rep.finish();
+    // The parent and at most one child at a time: 2,000 forks must not mean 2,000 maps.
+    assert!(most <= 2, "held {most} maps at once");
+    assert_eq!(rep.spaces.len(), 2001);
+    assert_eq!(rep.held(), 1, "only the parent is still live");
+    assert!(!rep.spaces[0].freed);
+    // What the report shows of each dead child is what it ended with.
+    let parent_entries = rep.spaces[0].entries();
+    assert_eq!(parent_entries, 201, "200 mappings and the thread's");
+    for s in &rep.spaces[1..] {
+        assert!(s.freed && s.map.is_empty() && s.known.is_empty());
+        assert!(matches!(s.origin, Origin::Fork { from: 0 }));
+        assert_eq!(s.pids.len(), 1);
+        // The parent's mappings (its thread's one or not, by when it forked) and the child's own, one
+        // page of the first unmapped.
+        assert!(s.entries() == 201 || s.entries() == 202, "{}", s.entries());
+        assert_eq!(s.mapped() % 4096, 0);
+        assert!(s.touched() >= 200 * 8192 + 65536, "{}", s.touched());
+        s.map.check_invariants().unwrap();
+    }
+    // The thread churn: one space, the parent and 20 threads, all sharing tid 5000.
+    assert_eq!(rep.spaces[0].pids, vec![100, 5000]);
+}
+
+#[test]
+fn a_space_keeps_only_its_first_pids() {
+    let mut t = vec![mmap(100, 0x7f00_0000_0000, 4096, "PROT_READ")];
+    for k in 0..1000 {
+        let tid = 2000 + k;
+        t.push(format!("100  {THREAD} = {tid}"));
+        t.push(format!("{tid}  +++ exited with 0 +++"));
+    }
+    let mut rep = Replayer::new();
+    for (i, l) in t.iter().enumerate() {
+        rep.feed(i as u64 + 1, l).unwrap();
+    }
+    let s = &rep.spaces[0];
+    assert_eq!(s.pid_count, 1001);
+    assert_eq!(s.pids.len(), vmspace_cli::replay::model::MAX_PIDS);
+    assert_eq!(s.members, 1);
+}
+
+/// Replays `lines` through the command with `--against` a snapshot of `maps` lines; returns the exit
+/// code and the output.
+fn against(name: &str, lines: &[String], maps: &str, pid: Option<u32>) -> (i32, String, String) {
+    let dir = tmpdir(name);
+    let t = dir.join("t.trace");
+    std::fs::write(&t, lines.join("\n") + "\n").unwrap();
+    let m = dir.join("maps");
+    std::fs::write(&m, maps).unwrap();
+    let mut c = bin();
+    c.args(["replay", t.to_str().unwrap(), "--against", m.to_str().unwrap()]);
+    if let Some(p) = pid {
+        c.args(["--pid", &p.to_string()]);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The `/proc/PID/maps` lines of a churn process: the thread's page, a child's 64 KiB, the parent's
+/// 200 mappings (the first from `first`).
+fn churn_maps(child: bool, first: u64) -> String {
+    let mut m = String::from("7d0000000000-7d0000001000 r--p 00000000 00:00 0\n");
+    if child {
+        m.push_str("7e0000000000-7e0000010000 r--p 00000000 00:00 0\n");
+    }
+    for i in 0..200u64 {
+        let a = 0x7f00_0000_0000 + i * 0x10000;
+        let from = if i == 0 { first } else { a };
+        m.push_str(&format!("{from:x}-{:x} rw-p 00000000 00:00 0\n", a + 8192));
+    }
+    m
+}
+
+#[test]
+fn against_an_exited_pid_after_many_forks_and_a_reused_pid() {
+    // Child 1007 of the churn exits, and its number is reused 40 times: --pid 1007 is its last use,
+    // which unmapped the parent's first page.
+    let lines = churn(2000);
+    let (code, out, err) = against("bounds-reused", &lines, &churn_maps(true, 0x7f00_0000_1000), Some(1007));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("no difference"), "{out}");
+    // That page is compared too: a snapshot with it mapped differs.
+    let (code, out, _) =
+        against("bounds-reused-diff", &lines, &churn_maps(true, 0x7f00_0000_0000), Some(1007));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("1 differences") && out.contains("trace unmapped, snapshot rw-p"), "{out}");
+    // The parent, exited at the very end, with its first page.
+    let mut lines = lines;
+    lines.push("100  exit_group(0) = ?".into());
+    lines.push("100  +++ exited with 0 +++".into());
+    let (code, out, err) = against("bounds-parent", &lines, &churn_maps(false, 0x7f00_0000_0000), Some(100));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("no difference"), "{out}");
+}
+
+#[test]
+fn against_the_last_exec_after_it_exited_and_others_forked() {
+    let mut t = vec![mmap(100, 0x7f00_0000_0000, 8192, "PROT_READ")];
+    t.push(format!("100  {FORK} = 300"));
+    t.push("300  execve(\"/bin/x\", [\"x\"], 0x7ffd /* 1 var */) = 0".into());
+    t.push(mmap(300, 0x7c00_0000_0000, 12288, "PROT_READ|PROT_WRITE"));
+    t.push("300  mprotect(0x7c0000001000, 4096, PROT_NONE) = 0".into());
+    t.push("300  +++ exited with 0 +++".into());
+    for k in 0..500 {
+        let c = 400 + k % 7;
+        t.push(format!("100  {FORK} = {c}"));
+        t.push(mmap(c, 0x7c00_0000_0000, 65536, "PROT_READ"));
+        t.push(format!("{c}  +++ exited with 0 +++"));
+    }
+    let mut rep = Replayer::new();
+    for (i, l) in t.iter().enumerate() {
+        rep.feed(i as u64 + 1, l).unwrap();
+    }
+    assert_eq!(rep.held(), 2, "the parent and the exec'd space, dead but the default target");
+    let maps = "7c0000000000-7c0000001000 rw-p 00000000 00:00 0\n7c0000001000-7c0000002000 ---p 00000000 00:00 0\n7c0000002000-7c0000003000 rw-p 00000000 00:00 0\n";
+    let (code, out, err) = against("bounds-exec", &t, maps, None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("comparison of #2"), "{out}");
 }
 
 /// A reader that counts what is read from it.

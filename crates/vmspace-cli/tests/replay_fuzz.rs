@@ -44,7 +44,11 @@ const TEMPLATES: &[&str] = &[
 fn check(rep: &Replayer) {
     for s in &rep.spaces {
         s.map.check_invariants().unwrap();
+        assert!(s.members == 0 || !s.freed, "a live space was freed");
     }
+    // Live spaces, and at most the one kept for a comparison.
+    let live = rep.spaces.iter().filter(|s| s.members > 0).count();
+    assert!(rep.held() <= live + 1, "{} held, {live} live", rep.held());
 }
 
 fn arb_line() -> impl Strategy<Value = String> {

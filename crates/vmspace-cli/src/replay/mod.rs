@@ -230,7 +230,8 @@ pub fn compare(space: &Space, snapshot: &[Region]) -> Comparison {
     cmp
 }
 
-/// Reads the trace and replays it. Returns the replayer and the seconds spent.
+/// Reads the trace and replays it. Returns the replayer and the seconds spent. The replayer keeps
+/// the live spaces and the one `--against` compares ([`Replayer::for_target`] of `opts.pid`).
 pub fn replay(opts: &Options) -> Result<(Replayer, f64), Error> {
     let (reader, size): (Box<dyn Read>, u64) = if opts.trace.as_os_str() == "-" {
         (Box::new(std::io::stdin().lock()), 0)
@@ -250,7 +251,7 @@ pub fn replay(opts: &Options) -> Result<(Replayer, f64), Error> {
         b
     });
     let mut r = BufReader::with_capacity(1 << 20, reader);
-    let mut rep = Replayer::new();
+    let mut rep = Replayer::for_target(opts.pid);
     let mut buf = Vec::with_capacity(4096);
     let mut line_no = 0u64;
     let mut read = 0u64;
@@ -301,6 +302,11 @@ pub fn run(opts: &Options, out: &mut String) -> Result<i32, Error> {
         let snap = procmaps::parse_maps(&text)
             .map_err(|e| Error::Snapshot { path: path.clone(), reason: e.to_string() })?;
         let s = rep.target(opts.pid).map_err(Error::Target)?;
+        if rep.spaces[s].freed {
+            // Cannot happen through `replay`, which keeps the target; a guard against a silent
+            // comparison of nothing.
+            return Err(Error::Target(format!("address space #{s} ended and was not kept")));
+        }
         cmp = Some(compare(&rep.spaces[s], &snap));
         target = Some(s);
     }
@@ -327,10 +333,10 @@ fn origin_str(o: &Origin) -> String {
     }
 }
 
-fn pids_str(p: &[u32]) -> String {
+fn pids_str(p: &[u32], count: u64) -> String {
     let mut s: Vec<String> = p.iter().take(4).map(|x| x.to_string()).collect();
-    if p.len() > 4 {
-        s.push(format!("+{}", p.len() - 4));
+    if count > s.len() as u64 {
+        s.push(format!("+{}", count - s.len() as u64));
     }
     s.join(",")
 }
@@ -344,7 +350,7 @@ pub fn text_report(rep: &Replayer, secs: f64, name: &str, cmp: Option<(usize, &C
         grouped(rep.lines),
         grouped(rep.calls),
         rep.spaces.len(),
-        rep.spaces.iter().map(|s| s.pids.len()).sum::<usize>(),
+        rep.spaces.iter().map(|s| s.pid_count).sum::<u64>(),
         secs,
         grouped(rate as u64)
     );
@@ -379,13 +385,13 @@ pub fn text_report(rep: &Replayer, secs: f64, name: &str, cmp: Option<(usize, &C
             o,
             "  {:>3} {:<14} {:<16} {:<28} {:>8} {:>13} {:>15} {:>9}",
             i,
-            pids_str(&s.pids),
+            pids_str(&s.pids, s.pid_count),
             origin_str(&s.origin),
             prog,
             grouped(s.calls),
-            format!("{}/{}", s.map.len(), s.peak_entries),
-            format!("{}/{}", human(s.map.size()), human(s.peak_mapped)),
-            human(s.known.bytes())
+            format!("{}/{}", s.entries(), s.peak_entries),
+            format!("{}/{}", human(s.mapped()), human(s.peak_mapped)),
+            human(s.touched())
         );
     }
     let _ = writeln!(
@@ -481,17 +487,18 @@ pub fn json_report(rep: &Replayer, secs: f64, cmp: Option<(usize, &Comparison)>,
         let pids: Vec<String> = s.pids.iter().map(|p| p.to_string()).collect();
         let _ = write!(
             o,
-            "{}{{\"id\":{i},\"pids\":[{}],\"origin\":{},\"program\":{},\"calls\":{},\"entries\":{},\"peak_entries\":{},\"mapped\":{},\"peak_mapped\":{},\"touched\":{},\"inconsistencies\":{}}}",
+            "{}{{\"id\":{i},\"pids\":[{}],\"pid_count\":{},\"origin\":{},\"program\":{},\"calls\":{},\"entries\":{},\"peak_entries\":{},\"mapped\":{},\"peak_mapped\":{},\"touched\":{},\"inconsistencies\":{}}}",
             if i == 0 { "" } else { "," },
             pids.join(","),
+            s.pid_count,
             json_str(&origin_str(&s.origin)),
             json_str(&s.program()),
             s.calls,
-            s.map.len(),
+            s.entries(),
             s.peak_entries,
-            s.map.size(),
+            s.mapped(),
             s.peak_mapped,
-            s.known.bytes(),
+            s.touched(),
             s.inconsistencies
         );
     }

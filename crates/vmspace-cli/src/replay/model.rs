@@ -13,8 +13,13 @@
 //!   process a new, empty space.
 //! - Nothing here panics on input: every number is checked, every range is checked for overflow, and a
 //!   call the map refuses is counted as an inconsistency, not an error.
+//! - Memory follows the live address spaces, not the trace's history: a space whose last pid left (exit,
+//!   exec) drops its map and touched pages at once, keeping only a fixed-size summary for the report —
+//!   unless it is the one a comparison will ask for ([`Replayer::for_target`]). Everything else kept per
+//!   pid, path or name is either removed when its owner goes or capped.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
 
 use vmspace_core::{Advice, Behavior, EntryFlags, Inherit, MapObject, MapSpec, Prot, VmError, VmMap};
@@ -42,8 +47,9 @@ pub enum ObjKind {
     Anon,
     /// One shared anonymous mapping (each `mmap` its own object).
     SharedAnon(u64),
-    /// A file, by interned path (`-y`) or descriptor number.
-    File(u32),
+    /// A file, by a hash of its path (`-y`) or descriptor number: a table of names would grow with
+    /// every file the trace ever mapped.
+    File(u64),
     /// A SysV shared memory segment, by id.
     Shm(u64),
 }
@@ -85,8 +91,11 @@ pub struct Space {
     pub known: RangeSet,
     /// The current program break, once a `brk` was seen.
     pub brk: Option<u64>,
-    /// Every pid that used this space.
+    /// The first [`MAX_PIDS`] pids that used this space (a space whose threads come and go would
+    /// otherwise keep every tid it ever had).
     pub pids: Vec<u32>,
+    /// How many pids used this space (a tid reused in it counts again once `pids` is full).
+    pub pid_count: u64,
     /// Pids still in it.
     pub members: usize,
     /// How it was created.
@@ -101,6 +110,12 @@ pub struct Space {
     pub peak_mapped: u64,
     /// Calls the map could not apply the way the trace says Linux did.
     pub inconsistencies: u64,
+    /// The space ended and no comparison can ask for it, so its map and touched pages were dropped:
+    /// `map` and `known` are empty, and [`Space::entries`], [`Space::mapped`] and [`Space::touched`]
+    /// give what it ended with.
+    pub freed: bool,
+    /// Entries, mapped bytes and touched bytes when it was freed.
+    ended_with: (usize, u64, u64),
 }
 
 impl Space {
@@ -110,6 +125,7 @@ impl Space {
             known: RangeSet::new(),
             brk: None,
             pids: Vec::new(),
+            pid_count: 0,
             members: 0,
             origin,
             born_line: line,
@@ -117,7 +133,36 @@ impl Space {
             peak_entries: 0,
             peak_mapped: 0,
             inconsistencies: 0,
+            freed: false,
+            ended_with: (0, 0, 0),
         }
+    }
+
+    /// Entries in its map (at its end, once freed).
+    pub fn entries(&self) -> usize {
+        if self.freed { self.ended_with.0 } else { self.map.len() }
+    }
+
+    /// Bytes mapped (at its end, once freed).
+    pub fn mapped(&self) -> u64 {
+        if self.freed { self.ended_with.1 } else { self.map.size() }
+    }
+
+    /// Bytes of the pages the trace determined (at its end, once freed).
+    pub fn touched(&self) -> u64 {
+        if self.freed { self.ended_with.2 } else { self.known.bytes() }
+    }
+
+    /// Drops the map and the touched pages, keeping their figures.
+    fn free(&mut self) {
+        if self.freed {
+            return;
+        }
+        self.ended_with = (self.map.len(), self.map.size(), self.known.bytes());
+        self.map = VmMap::new(0, MAX).expect("static bounds are valid");
+        self.known = RangeSet::new();
+        self.brk = None;
+        self.freed = true;
     }
 
     /// The program the space runs, as far as the trace shows.
@@ -210,6 +255,15 @@ pub struct Sample {
 
 const MAX_SAMPLES: usize = 2048;
 const MAX_KEPT: usize = 200;
+/// Pids a space lists ([`Space::pids`]).
+pub const MAX_PIDS: usize = 64;
+/// Distinct names [`Replayer::other`] counts separately (more than Linux has system calls); the rest
+/// are counted under [`OTHER_NAMES`].
+pub const MAX_OTHER: usize = 1024;
+/// The [`Replayer::other`] key of the names past the first [`MAX_OTHER`].
+pub const OTHER_NAMES: &str = "(other names)";
+/// Bytes of a program path kept (`PATH_MAX`): an `execve` line may be as long as the line limit.
+const MAX_PATH: usize = 4096;
 
 /// The replay of one trace.
 #[derive(Debug, Default)]
@@ -223,15 +277,16 @@ pub struct Replayer {
     pending: HashMap<u32, (String, String, u64, bool)>,
     pending_clones: Vec<(u32, bool)>,
     shm_sizes: HashMap<u64, u64>,
-    paths: HashMap<String, u32>,
     shared_seq: u64,
+    /// The pid whose last space is kept for a comparison (`None`: the default target).
+    keep: Option<u32>,
     /// Lines read.
     pub lines: u64,
     /// Completed calls (every syscall line, memory or not).
     pub calls: u64,
     /// Per kind in [`KINDS`]: (succeeded, failed).
     pub counts: [(u64, u64); KINDS.len()],
-    /// Other syscalls by name.
+    /// Other syscalls by name (the first [`MAX_OTHER`] names; the rest under [`OTHER_NAMES`]).
     pub other: HashMap<String, u64>,
     /// The first lines that did not parse.
     pub bad: Vec<BadLine>,
@@ -260,6 +315,15 @@ pub struct Replayer {
     pub last_exec: Option<usize>,
 }
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 fn round_up(x: u64) -> Option<u64> {
     Some(x.checked_add(PAGE - 1)? & !(PAGE - 1))
 }
@@ -278,9 +342,40 @@ fn prot_of(bits: u64) -> Prot {
 }
 
 impl Replayer {
-    /// A replayer with no space yet.
+    /// A replayer with no space yet. Besides the live spaces it keeps the one [`Replayer::target`]
+    /// names without a pid.
     pub fn new() -> Self {
         Replayer { stride: 1, ..Default::default() }
+    }
+
+    /// A replayer that keeps, besides the live spaces, the one `target(pid)` will name at the end: with
+    /// a pid, the last space that pid had (even after it exited); without, the default target.
+    pub fn for_target(pid: Option<u32>) -> Self {
+        Replayer { keep: pid, ..Replayer::new() }
+    }
+
+    /// Spaces whose map is held (not [`Space::freed`]): the live ones and the one kept for a
+    /// comparison. This, not the number of spaces the trace had, is what the replay's memory follows.
+    pub fn held(&self) -> usize {
+        self.spaces.iter().filter(|s| !s.freed).count()
+    }
+
+    /// Whether space `s` must keep its map: it is live, or `target` may name it.
+    fn needed(&self, s: usize) -> bool {
+        if self.spaces[s].members > 0 {
+            return true;
+        }
+        match self.keep {
+            Some(p) => self.last_space_of_pid.get(&p) == Some(&s),
+            None => self.last_exec == Some(s) || (self.last_exec.is_none() && self.spaces.len() == 1),
+        }
+    }
+
+    /// Frees space `s` unless it is still needed (called wherever a space may stop being needed).
+    fn release(&mut self, s: usize) {
+        if s < self.spaces.len() && !self.spaces[s].freed && !self.needed(s) {
+            self.spaces[s].free();
+        }
     }
 
     /// Feeds one line (1-based `line_no`). A line that does not parse is recorded in
@@ -379,8 +474,10 @@ impl Replayer {
             None => {
                 if let Some(n) = self.other.get_mut(name) {
                     *n += 1;
-                } else {
+                } else if self.other.len() < MAX_OTHER {
                     self.other.insert(name.to_string(), 1);
+                } else {
+                    *self.other.entry(OTHER_NAMES.to_string()).or_insert(0) += 1;
                 }
             }
         }
@@ -406,31 +503,47 @@ impl Replayer {
 
     fn new_space(&mut self, origin: Origin, line: u64) -> usize {
         self.spaces.push(Space::new(origin, line));
+        if self.spaces.len() == 2 {
+            // The first space is no longer the only one, so no longer the default target.
+            self.release(0);
+        }
         self.spaces.len() - 1
     }
 
     fn join(&mut self, pid: u32, s: usize) {
-        if let Some(old) = self.pid_space.insert(pid, s) {
-            self.leave(old, pid);
+        let before = self.last_space_of_pid.insert(pid, s);
+        match self.pid_space.insert(pid, s) {
+            Some(old) if old == s => return,
+            Some(old) => self.leave(old),
+            None => {}
         }
-        self.last_space_of_pid.insert(pid, s);
         let sp = &mut self.spaces[s];
         sp.members += 1;
         if !sp.pids.contains(&pid) {
-            sp.pids.push(pid);
+            sp.pid_count += 1;
+            if sp.pids.len() < MAX_PIDS {
+                sp.pids.push(pid);
+            }
         }
         if sp.members == 1 {
             self.live_entries = self.live_entries.saturating_add(sp.map.len() as u64);
             self.live_mapped = self.live_mapped.saturating_add(sp.map.size());
         }
+        // A kept pid's previous space is no longer the one to compare.
+        if let Some(b) = before
+            && b != s
+        {
+            self.release(b);
+        }
     }
 
-    fn leave(&mut self, s: usize, _pid: u32) {
+    fn leave(&mut self, s: usize) {
         let sp = &mut self.spaces[s];
         sp.members = sp.members.saturating_sub(1);
         if sp.members == 0 {
             self.live_entries = self.live_entries.saturating_sub(sp.map.len() as u64);
             self.live_mapped = self.live_mapped.saturating_sub(sp.map.size());
+            self.release(s);
         }
     }
 
@@ -467,7 +580,7 @@ impl Replayer {
     fn exit(&mut self, pid: u32, line: u64) {
         self.pending.remove(&pid);
         if let Some(s) = self.pid_space.remove(&pid) {
-            self.leave(s, pid);
+            self.leave(s);
             if self.spaces[s].members == 0 {
                 self.event(line, format!("pid {pid} exits: #{s} ends"));
             }
@@ -526,10 +639,14 @@ impl Replayer {
                 let mut a = [""; 2];
                 parse::split_args(args, &mut a);
                 let p = if name == "execveat" { a[1] } else { a[0] };
-                let path = p.trim().trim_matches('"').to_string();
+                let path = cut(p.trim().trim_matches('"'), MAX_PATH).to_string();
                 let s = self.new_space(Origin::Exec { from: old, path: path.clone() }, line);
+                // The default target moves before `pid` leaves its old space, so that space is freed.
+                let before = self.last_exec.replace(s);
                 self.join(pid, s);
-                self.last_exec = Some(s);
+                if let Some(b) = before {
+                    self.release(b);
+                }
                 self.event(line, format!("pid {pid} execs {path}: #{s}"));
                 return Ok(());
             }
@@ -600,13 +717,15 @@ impl Replayer {
         }
     }
 
-    fn file_key(&mut self, fd: i64, path: Option<&str>) -> u32 {
-        let key = match path {
-            Some(p) => p.to_string(),
-            None => format!("fd {fd}"),
-        };
-        let n = self.paths.len() as u32;
-        *self.paths.entry(key).or_insert(n)
+    fn file_key(fd: i64, path: Option<&str>) -> u64 {
+        // A fixed-key hasher: the same file gets the same key throughout the replay.
+        let mut h = DefaultHasher::new();
+        match path {
+            Some(p) => p.hash(&mut h),
+            None => fd.hash(&mut h),
+        }
+        path.is_some().hash(&mut h);
+        h.finish()
     }
 
     /// Applies a successful memory call to space `s`.
@@ -636,7 +755,7 @@ impl Replayer {
                         ObjKind::Anon
                     }
                 } else {
-                    ObjKind::File(self.file_key(fd, path))
+                    ObjKind::File(Self::file_key(fd, path))
                 };
                 let obj = Obj { kind, shared };
                 let offset = if obj.is_anonymous() { 0 } else { off & !(PAGE - 1) };
@@ -815,7 +934,8 @@ impl Replayer {
     }
 
     /// The space to compare for `pid` (its current space, or the last one it had), else the last space
-    /// created by `execve`, else the only space.
+    /// created by `execve`, else the only space. A space that ended may have been [`Space::freed`],
+    /// unless this replayer was made [`Replayer::for_target`] the same `pid`.
     pub fn target(&self, pid: Option<u32>) -> Result<usize, String> {
         if let Some(p) = pid {
             return self
