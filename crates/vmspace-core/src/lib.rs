@@ -21,5 +21,6 @@ pub mod reclaim;
 
 pub use map::{
     Access, Advice, Attrs, Behavior, Effect, Entry, EntryFlags, Fault, FindSpec, Growth, HumanSize, Inherit,
-    MapKind, MapObject, MapSpec, PAGE_SIZE, Prot, RESERVE_COUNT, RESERVE_SLOP, SubmapId, VmError, VmMap,
+    MapKind, MapObject, MapSpec, Observed, PAGE_SIZE, Prot, RESERVE_COUNT, RESERVE_SLOP, SubmapId, VmError,
+    VmMap,
 };

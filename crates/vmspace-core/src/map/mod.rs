@@ -12,6 +12,7 @@
 //! (`avail_ssize`) lies in free space and only on STACK entries; no two adjacent entries are mergeable;
 //! the counters (entries, size, wired) equal what the entries say.
 
+mod adopt;
 mod display;
 pub mod effect;
 pub mod entry;
@@ -27,6 +28,7 @@ pub mod types;
 use alloc::vec::Vec;
 use core::ops::Range;
 
+pub use adopt::Observed;
 pub use display::HumanSize;
 pub use effect::Effect;
 pub use entry::{Attrs, Entry};
