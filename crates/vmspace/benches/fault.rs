@@ -58,7 +58,8 @@ fn lookups(c: &mut Criterion) {
                 for p in [Prot::NONE, Prot::READ] {
                     let mut m = locked.write().unwrap();
                     m.protect(target..target + PS, p).unwrap();
-                    vmspace::os::protect(raw, PS, p).unwrap();
+                    // SAFETY: the test's own memory; nothing holds a reference into it.
+                    unsafe { vmspace::os::protect(raw, PS, p) }.unwrap();
                 }
             }
         })

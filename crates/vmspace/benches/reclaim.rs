@@ -24,7 +24,8 @@ fn quiet_reclaimer() -> Reclaimer {
 
 fn map(len: u64) -> u64 {
     let a = os::reserve(len).unwrap();
-    os::map_fixed(a, len, Prot::RW, os::Fixed::Anonymous).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::map_fixed(a, len, Prot::RW, os::Fixed::Anonymous) }.unwrap();
     a
 }
 
@@ -64,7 +65,8 @@ fn pair(c: &mut Criterion) {
     });
     let _ = ring.try_cancel(id, a, 1 << 16, Action::Deallocate).unwrap();
     drop(ring);
-    os::unmap(a, 1 << 16).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::unmap(a, 1 << 16) }.unwrap();
 }
 
 fn throughput(c: &mut Criterion) {
@@ -101,7 +103,8 @@ fn throughput(c: &mut Criterion) {
     }
     g.finish();
     eprintln!("process_madvise batching on this kernel: {:?}", os::madvise_batching());
-    os::unmap(a, 2 * N * ps).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::unmap(a, 2 * N * ps) }.unwrap();
 }
 
 criterion_group!(benches, pair, throughput);
@@ -163,7 +166,8 @@ impl Allocator {
 
     fn free(&mut self, a: u64, len: u64) {
         match self.strategy {
-            Strategy::Munmap => os::unmap(a, len).unwrap(),
+            // SAFETY: the test's own memory; nothing holds a reference into it.
+            Strategy::Munmap => unsafe { os::unmap(a, len) }.unwrap(),
             Strategy::Keep => self.cache.push((a, len, None)),
             Strategy::Ring => {
                 let ring = self.ring.as_mut().unwrap();
@@ -178,7 +182,8 @@ impl Allocator {
                 }
                 match e.id {
                     Some(id) => self.cache.push((a, len, Some(id))),
-                    None => os::unmap(a, len).unwrap(),
+                    // SAFETY: the test's own memory; nothing holds a reference into it.
+                    None => unsafe { os::unmap(a, len) }.unwrap(),
                 }
                 // Entries the reclaimer already took are useless in the cache.
                 if self.cache.len() > 2 * ring.capacity() as usize {
@@ -254,7 +259,8 @@ fn churn_once(strategy: Strategy, ops: u64, seed: u64, reclaimer: &Reclaimer) ->
     }
     for (a, l, id) in al.cache.drain(..) {
         if id.is_none() {
-            os::unmap(a, l).unwrap();
+            // SAFETY: the test's own memory; nothing holds a reference into it.
+            unsafe { os::unmap(a, l) }.unwrap();
         }
     }
     ChurnResult {

@@ -183,15 +183,9 @@ impl Config {
 
 /// `getenv(name)` parsed as bytes with an optional `k`/`m`/`g` suffix (powers of 1024).
 fn env_u64(name: &std::ffi::CStr) -> Option<u64> {
-    // SAFETY: `name` is NUL-terminated; getenv returns null or a NUL-terminated string we only read at
-    // once (setenv from another thread at the same time is the caller's race, as for any getenv).
-    let p = unsafe { libc::getenv(name.as_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: non-null result of getenv: a NUL-terminated string.
-    let s = unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes();
-    parse_bytes(s)
+    // SAFETY: the bytes are parsed at once (setenv from another thread at the same time is the
+    // caller's race, as for any getenv).
+    parse_bytes(unsafe { crate::os::process::getenv(name) }?)
 }
 
 /// `"64k"` → 65536; digits with an optional `k`, `m` or `g` (any case); `None` if malformed.
@@ -259,10 +253,7 @@ fn bypass() -> bool {
 /// Whether the calling thread is a `vm-reclaim` thread (asked of the kernel: no allocation, no std
 /// thread handle, so it works while a thread is being torn down).
 fn is_reclaimer_thread() -> bool {
-    let mut name = [0u8; 16];
-    // SAFETY: PR_GET_NAME writes at most 16 bytes (NUL-terminated) into the buffer.
-    let r = unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
-    r == 0 && name.starts_with(b"vm-reclaim")
+    crate::os::process::thread_name().starts_with(b"vm-reclaim")
 }
 
 /// Sets the re-entrancy flag for the scope.
@@ -796,10 +787,7 @@ impl<A: GlobalAlloc> LargeAlloc<A> {
 /// Report a fatal misuse in `GlobalAlloc::dealloc`: one line on stderr with `write(2)`, then abort
 /// (libmalloc's `malloc_report(MALLOC_REPORT_CRASH, …)`).
 fn fatal(msg: &str) -> ! {
-    // SAFETY: writes `msg.len()` bytes from a valid buffer to fd 2.
-    unsafe {
-        libc::write(2, msg.as_ptr().cast(), msg.len());
-    }
+    crate::os::signal::write_stderr(msg.as_bytes());
     std::process::abort()
 }
 

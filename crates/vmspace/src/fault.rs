@@ -3,80 +3,38 @@
 //! and hands every other fault to the handler that was there before.
 //!
 //! Invariant: the handler never takes a lock another thread may hold indefinitely and never allocates.
-//! It finds the faulting space in a fixed slot array ([`register`]), reads the map through the
-//! left-right read path (`publish.rs`: no lock), and grows a stack through the space's write lock, which
-//! it only spins on (a writer never waits for a signal handler) and refuses when its own thread holds
-//! it. Growth runs on reserved entries with allocation forbidden; spaces stay alive while a handler
-//! runs ([`unregister`] waits for handlers in flight).
+//! It finds the faulting space in the registry (`registry.rs`: a fixed slot array; spaces stay alive
+//! while a handler runs), reads the map through the left-right read path (`publish.rs`: no lock), and
+//! grows a stack through the space's write lock, which it only spins on (no writer waits for a signal
+//! handler: `fork` takes its locks all or none) and refuses when its own thread holds that lock or
+//! reads that map — which the stack headroom (`space/stack.rs`) keeps from happening in vmspace's own
+//! calls. Growth runs on reserved entries with allocation forbidden.
 
-use std::cell::UnsafeCell;
 use std::fmt::Write as _;
-use std::mem::MaybeUninit;
 use std::ops::Range;
-use std::ptr;
-use std::sync::Once;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use vmspace_core::{EntryFlags, Growth, MapSpec, VmError};
+use vmspace_core::{EntryFlags, MapSpec};
 
 use crate::backing::Backing;
 use crate::error::Error;
+use crate::os::process::{self, RawThread};
+use crate::os::signal::{self, AltStack, Disposition, FaultSignal};
+use crate::registry;
 use crate::space::{AddressSpace, Shared};
 
 /// How many spaces the handler can see at once; a space beyond this still works, but its stacks
 /// cannot grow on demand (`AddressSpace::stack` refuses) and its faults are not explained.
-pub const FAULT_SLOTS: usize = 256;
+pub const FAULT_SLOTS: usize = registry::SLOTS;
 
-static SLOTS: [AtomicPtr<Shared>; FAULT_SLOTS] = [const { AtomicPtr::new(ptr::null_mut()) }; FAULT_SLOTS];
-static IN_HANDLER: AtomicUsize = AtomicUsize::new(0);
 /// The last address a fault was retried at, so that a second fault there is reported, not retried.
-static LAST_RETRY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Makes a space visible to the handler; returns its slot, or `None` when all are taken.
-pub(crate) fn register(shared: &Shared) -> Option<usize> {
-    let p = shared as *const Shared as *mut Shared;
-    SLOTS
-        .iter()
-        .position(|s| s.compare_exchange(ptr::null_mut(), p, Ordering::SeqCst, Ordering::SeqCst).is_ok())
-}
-
-/// Hides a space from the handler and waits until no handler can still be looking at it.
-pub(crate) fn unregister(slot: usize) {
-    SLOTS[slot].store(ptr::null_mut(), Ordering::SeqCst);
-    // A handler counts itself before it loads a slot, so once the count is zero after the store, no
-    // handler holds this space.
-    while IN_HANDLER.load(Ordering::SeqCst) != 0 {
-        std::thread::yield_now();
-    }
-}
-
-/// The actions that were installed before ours, for chaining.
-struct Previous(UnsafeCell<MaybeUninit<[libc::sigaction; 2]>>);
-// SAFETY: written once inside `INSTALL` before the handler is installed, read-only afterwards.
-unsafe impl Sync for Previous {}
-static PREVIOUS: Previous = Previous(UnsafeCell::new(MaybeUninit::uninit()));
-static INSTALL: Once = Once::new();
+static LAST_RETRY: AtomicU64 = AtomicU64::new(0);
 
 /// Installs the handler for SIGSEGV and SIGBUS, once per process, on the alternate signal stack
 /// (`SA_ONSTACK`: a stack that overflowed cannot run its own handler). Rust's runtime gives the main
 /// thread and `std::thread`s an alternate stack; [`spawn_on_stack`] threads get their own.
 pub fn install() {
-    INSTALL.call_once(|| {
-        // SAFETY: plain sigaction calls; the previous actions are saved before ours is in place, and
-        // PREVIOUS is written only here.
-        unsafe {
-            let prev = &mut *PREVIOUS.0.get();
-            let prev = prev.as_mut_ptr() as *mut libc::sigaction;
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = handler as *const () as usize;
-            sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(libc::SIGSEGV, ptr::null(), prev);
-            libc::sigaction(libc::SIGBUS, ptr::null(), prev.add(1));
-            libc::sigaction(libc::SIGSEGV, &sa, ptr::null_mut());
-            libc::sigaction(libc::SIGBUS, &sa, ptr::null_mut());
-        }
-    });
+    signal::install_fault_handler(handler);
 }
 
 /// What the handler concluded.
@@ -89,42 +47,32 @@ enum Verdict {
     NotOurs,
 }
 
-extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers of SIGSEGV/SIGBUS.
-    let addr = unsafe { (*info).si_addr() } as u64;
+/// The handler's Rust half (async-signal-safe: no lock another thread may hold indefinitely, no
+/// allocation).
+fn handler(sig: FaultSignal, addr: u64) -> Disposition {
     let mut msg = Msg::new();
-    IN_HANDLER.fetch_add(1, Ordering::SeqCst);
-    let verdict = SLOTS
-        .iter()
-        .map(|s| s.load(Ordering::SeqCst))
-        .filter(|p| !p.is_null())
-        // SAFETY: a registered space stays alive until `unregister` has seen IN_HANDLER at zero, and
-        // we counted ourselves before loading the slot.
-        .map(|p| unsafe { &*p })
-        .find(|sh| sh.outer().contains(&addr))
-        .map_or(Verdict::NotOurs, |sh| explain(sh, addr, sig, &mut msg));
-    IN_HANDLER.fetch_sub(1, Ordering::SeqCst);
-    match verdict {
-        Verdict::Retry => {}
+    // SAFETY: every member of the registry is a space's `Shared` (spaces are its only members).
+    let verdict =
+        unsafe { registry::with_member_at::<Shared, _>(addr, |sh| explain(sh, addr, sig, &mut msg)) };
+    match verdict.unwrap_or(Verdict::NotOurs) {
+        Verdict::Retry => Disposition::Retry,
         Verdict::Report => {
             msg.emit();
-            // Die of the signal: the default action when the access is retried.
-            // SAFETY: resetting a signal disposition is async-signal-safe.
-            unsafe { libc::signal(sig, libc::SIG_DFL) };
+            Disposition::Die
         }
-        Verdict::NotOurs => chain(sig, info, ctx),
+        Verdict::NotOurs => Disposition::Chain,
     }
 }
 
 /// Explains (and, for a stack, resolves) a fault at `addr` inside `sh`.
-fn explain(sh: &Shared, addr: u64, sig: libc::c_int, msg: &mut Msg) -> Verdict {
+fn explain(sh: &Shared, addr: u64, sig: FaultSignal, msg: &mut Msg) -> Verdict {
     enum Seen {
         Entry(Range<u64>, vmspace_core::Prot, vmspace_core::Prot, EntryFlags),
         Reservation(Range<u64>),
         Overflow(Range<u64>),
         Hole,
     }
-    let seen = sh.maps.read(|m| {
+    let seen = sh.read(|m| {
         if let Some(e) = m.lookup_entry(addr) {
             Seen::Entry(e.start..e.end, e.prot(), e.max_prot(), e.flags())
         } else if m.stack_reservation(addr).is_some() {
@@ -138,9 +86,9 @@ fn explain(sh: &Shared, addr: u64, sig: libc::c_int, msg: &mut Msg) -> Verdict {
             Seen::Hole
         }
     });
-    let signame = if sig == libc::SIGBUS { "SIGBUS" } else { "SIGSEGV" };
+    let signame = sig.name();
     match seen {
-        Seen::Reservation(stack) => match grow(sh, addr) {
+        Seen::Reservation(stack) => match sh.grow_from_handler(addr) {
             Ok(_) => Verdict::Retry,
             Err(why) => {
                 let _ = writeln!(
@@ -196,49 +144,6 @@ fn explain(sh: &Shared, addr: u64, sig: libc::c_int, msg: &mut Msg) -> Verdict {
     }
 }
 
-/// Grows the stack whose reservation holds `addr`, on reserved entries, allocating nothing.
-fn grow(sh: &Shared, addr: u64) -> Result<Growth, &'static str> {
-    let mut w = sh
-        .maps
-        .try_write(crate::thread_id())
-        .map_err(|_| "the fault came from inside a change to its own map")?;
-    let r = sh.apply_locked(&mut w, |m| {
-        m.set_alloc_allowed(false);
-        let r = m.grow_stack(addr);
-        m.set_alloc_allowed(true);
-        r
-    });
-    match r {
-        Ok(Growth::NotStack) => Err("not a stack reservation any more"),
-        Ok(g) => Ok(g),
-        Err(Error::Vm(VmError::NoSpace)) => Err("it reached its size limit"),
-        Err(Error::Vm(VmError::ResourceShortage)) => Err("no entry reserved for growth"),
-        Err(_) => Err("the kernel refused to map the growth"),
-    }
-}
-
-/// Hands a fault that is not vmspace's to the previous handler, or to the default action.
-fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let i = usize::from(sig == libc::SIGBUS);
-    // SAFETY: PREVIOUS was written before our handler was installed and is never written again.
-    let prev = unsafe { (*PREVIOUS.0.get()).assume_init_ref()[i] };
-    let h = prev.sa_sigaction;
-    if h == libc::SIG_DFL || h == libc::SIG_IGN {
-        // Retrying the access with the default action terminates the process, as it would have.
-        // SAFETY: resetting a disposition is async-signal-safe.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
-    } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: an SA_SIGINFO handler has this signature; we pass the kernel's own arguments.
-        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-            unsafe { std::mem::transmute(h) };
-        f(sig, info, ctx);
-    } else {
-        // SAFETY: a plain handler takes the signal number.
-        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(h) };
-        f(sig);
-    }
-}
-
 /// A message built without allocating, written to stderr with one `write(2)`.
 struct Msg {
     buf: [u8; 512],
@@ -251,8 +156,7 @@ impl Msg {
     }
 
     fn emit(&self) {
-        // SAFETY: write(2) of our own buffer to fd 2; async-signal-safe.
-        unsafe { libc::write(2, self.buf.as_ptr().cast(), self.len) };
+        signal::write_stderr(&self.buf[..self.len]);
     }
 }
 
@@ -336,8 +240,15 @@ impl AddressSpace {
 }
 
 /// A thread running on a vmspace stack (see [`spawn_on_stack`]).
+///
+/// The stack lives as long as the thread needs it: [`StackThread::join`] waits for the thread, then
+/// unmaps it; dropping the handle without joining also waits for the thread (as a scoped thread does),
+/// so the stack — and the space it belongs to, which the handle keeps alive — never goes while the
+/// thread still runs on it. (A thread that drops its own handle cannot wait for itself: the stack and
+/// the space are then kept until the process ends.)
 pub struct StackThread<T> {
-    thread: libc::pthread_t,
+    /// `None` once joined.
+    thread: Option<RawThread>,
     result: *mut Option<std::thread::Result<T>>,
     space: std::sync::Arc<AddressSpace>,
     stack: Range<u64>,
@@ -351,7 +262,7 @@ struct Start<F, T> {
     result: *mut Option<std::thread::Result<T>>,
 }
 
-extern "C" fn start<F: FnOnce() -> T, T>(arg: *mut libc::c_void) -> *mut libc::c_void {
+extern "C" fn start<F: FnOnce() -> T, T>(arg: *mut std::ffi::c_void) -> *mut std::ffi::c_void {
     // SAFETY: `arg` is the Box leaked by `spawn_on_stack` for this thread, taken exactly once.
     let start = unsafe { Box::from_raw(arg as *mut Start<F, T>) };
     let alt = AltStack::new();
@@ -359,43 +270,13 @@ extern "C" fn start<F: FnOnce() -> T, T>(arg: *mut libc::c_void) -> *mut libc::c
     // SAFETY: the joiner reads the slot only after pthread_join, i.e. after this write.
     unsafe { *start.result = Some(r) };
     drop(alt);
-    ptr::null_mut()
-}
-
-/// An alternate signal stack for a thread whose own stack may be where the fault is.
-struct AltStack(Option<(u64, usize)>);
-
-impl AltStack {
-    const SIZE: usize = 64 * 1024;
-
-    fn new() -> Self {
-        let Ok(p) = crate::os::reserve(Self::SIZE as u64) else { return AltStack(None) };
-        if crate::os::protect(p, Self::SIZE as u64, vmspace_core::Prot::RW).is_err() {
-            let _ = crate::os::unmap(p, Self::SIZE as u64);
-            return AltStack(None);
-        }
-        let ss = libc::stack_t { ss_sp: p as usize as *mut libc::c_void, ss_flags: 0, ss_size: Self::SIZE };
-        // SAFETY: the memory is ours for as long as the AltStack lives; it is disabled before unmapping.
-        unsafe { libc::sigaltstack(&ss, ptr::null_mut()) };
-        AltStack(Some((p, Self::SIZE)))
-    }
-}
-
-impl Drop for AltStack {
-    fn drop(&mut self) {
-        if let Some((p, len)) = self.0 {
-            let ss = libc::stack_t { ss_sp: ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
-            // SAFETY: disable the alternate stack before its memory goes.
-            unsafe { libc::sigaltstack(&ss, ptr::null_mut()) };
-            let _ = crate::os::unmap(p, len as u64);
-        }
-    }
+    std::ptr::null_mut()
 }
 
 /// Runs `f` on a new thread whose stack is a vmspace stack of `max_size` bytes with `init_size` mapped
 /// (`pthread_attr_setstack`): it grows on demand, and overflowing it is reported as a stack overflow.
 /// The thread gets its own alternate signal stack. `init_size` must hold the thread's TLS (64 KiB is
-/// plenty).
+/// plenty). The thread may make any call on `space` (see [`crate::space::HEADROOM`]).
 pub fn spawn_on_stack<F, T>(
     space: &std::sync::Arc<AddressSpace>,
     max_size: u64,
@@ -409,25 +290,23 @@ where
     let stack =
         space.stack(max_size, init_size, MapSpec::new(vmspace_core::Prot::RW, vmspace_core::Prot::RW))?;
     let result: *mut Option<std::thread::Result<T>> = Box::into_raw(Box::new(None));
-    let arg = Box::into_raw(Box::new(Start { f, result })) as *mut libc::c_void;
-    // SAFETY: attr is initialised before use and destroyed after; the stack range is ours, mapped at
-    // the top (where glibc puts the thread's descriptor) and reserved below.
-    let thread = unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        libc::pthread_attr_init(&mut attr);
-        libc::pthread_attr_setstack(&mut attr, stack.start as usize as *mut libc::c_void, max_size as usize);
-        let mut t: libc::pthread_t = std::mem::zeroed();
-        let rc = libc::pthread_create(&mut t, &attr, start::<F, T>, arg);
-        libc::pthread_attr_destroy(&mut attr);
-        if rc != 0 {
-            drop(Box::from_raw(arg as *mut Start<F, T>));
-            drop(Box::from_raw(result));
-            let _ = space.unmap(stack.clone());
-            return Err(Error::Os { call: "pthread_create", source: std::io::Error::from_raw_os_error(rc) });
+    let arg = Box::into_raw(Box::new(Start { f, result })) as *mut std::ffi::c_void;
+    // SAFETY: the stack range is this space's, mapped at the top (where glibc puts the thread's
+    // descriptor) and reserved below; the handle keeps the space, and joins before unmapping it.
+    match unsafe { process::spawn_on_stack(stack.clone(), start::<F, T>, arg) } {
+        Ok(thread) => {
+            Ok(StackThread { thread: Some(thread), result, space: std::sync::Arc::clone(space), stack })
         }
-        t
-    };
-    Ok(StackThread { thread, result, space: std::sync::Arc::clone(space), stack })
+        Err(source) => {
+            // SAFETY: the thread was not created, so both boxes are still ours alone.
+            unsafe {
+                drop(Box::from_raw(arg as *mut Start<F, T>));
+                drop(Box::from_raw(result));
+            }
+            let _ = space.unmap(stack);
+            Err(Error::Os { call: "pthread_create", source })
+        }
+    }
 }
 
 impl<T> StackThread<T> {
@@ -437,13 +316,32 @@ impl<T> StackThread<T> {
     }
 
     /// Waits for the thread, unmaps its stack and returns its result (`Err` if it panicked).
-    pub fn join(self) -> std::thread::Result<T> {
-        // SAFETY: joining our own thread once; the result slot was written before it exited.
-        let r = unsafe {
-            libc::pthread_join(self.thread, ptr::null_mut());
-            Box::from_raw(self.result)
-        };
+    pub fn join(mut self) -> std::thread::Result<T> {
+        self.finish().expect("the thread stored its result before exiting")
+    }
+
+    /// Joins the thread (once) and unmaps its stack; its result, or `None` when it cannot be had (a
+    /// thread joining itself, or already joined).
+    fn finish(&mut self) -> Option<std::thread::Result<T>> {
+        let thread = self.thread.take()?;
+        if thread.is_current() {
+            // The thread is dropping its own handle: it runs on the stack, which must stay, and so
+            // must the space that owns it.
+            thread.detach();
+            std::mem::forget(std::sync::Arc::clone(&self.space));
+            return None;
+        }
+        thread.join().ok()?;
+        // SAFETY: the thread has exited (joined), having written the slot; we take the box once.
+        let r = unsafe { Box::from_raw(self.result) };
         let _ = self.space.unmap(self.stack.clone());
-        r.expect("the thread stored its result before exiting")
+        *r
+    }
+}
+
+impl<T> Drop for StackThread<T> {
+    /// Waits for the thread and unmaps its stack (see [`StackThread`]).
+    fn drop(&mut self) {
+        drop(self.finish());
     }
 }

@@ -1,11 +1,18 @@
 //! Forking the process with its address spaces (`vmspace_fork`): every live `AddressSpace` is locked
 //! across the `fork()`, then each side's map is brought in line with what the kernel gave it.
+//!
+//! Invariant: the child inherits no half-held state of vmspace's: the table of spaces and every
+//! space's write lock are held by the forking thread across `fork(2)` (so no change is half-way), and
+//! the reader marks and fault handlers in flight of other threads — which the child does not have —
+//! are reset in the child before anything could wait on them.
 
 use std::io;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use crate::space::registered;
+use crate::os::process;
+use crate::registry;
+use crate::space::{Shared, reading_any};
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
@@ -17,10 +24,8 @@ unsafe extern "C" fn in_child() {
 /// Registers the fork-generation handler once per process; Err with the errno if `pthread_atfork`
 /// failed.
 pub(crate) fn watch_forks() -> Result<(), i32> {
-    static RC: OnceLock<i32> = OnceLock::new();
-    // SAFETY: registers a handler that only does an atomic add; `None` for the other two hooks.
-    let rc = *RC.get_or_init(|| unsafe { libc::pthread_atfork(None, None, Some(in_child)) });
-    if rc == 0 { Ok(()) } else { Err(rc) }
+    static RC: OnceLock<Result<(), i32>> = OnceLock::new();
+    *RC.get_or_init(|| process::at_fork(None, None, Some(in_child)))
 }
 
 /// The number of `fork`s (through libc, which runs `pthread_atfork` handlers) between the first
@@ -43,32 +48,64 @@ pub enum Forked {
 /// Forks the process (`fork(2)`). Every `AddressSpace` is locked for the duration, so none is caught
 /// half-way through a change; afterwards the parent's maps mark copies copy-on-write and the child's
 /// maps follow inheritance (none: a hole, zero: fresh memory, wiring dropped), as the kernel did.
+/// Whatever the other threads were doing — reading a map, taking a fault, changing a space — the
+/// child's spaces are usable at once.
+///
+/// Refused (`Err`, nothing done) from inside a read of a space (a `with_map` closure) or a change to
+/// one.
 ///
 /// # Safety
 /// The usual rules of `fork` in a multi-threaded process apply: the child has one thread, and until it
 /// calls `exec` or `_exit` it must not rely on locks other threads may have held (vmspace's own locks are
 /// taken across the fork and released in both processes).
 pub unsafe fn fork() -> io::Result<Forked> {
-    let spaces = registered();
-    let tid = crate::thread_id();
-    let mut guards = Vec::with_capacity(spaces.len());
+    if reading_any() {
+        return Err(io::Error::other("fork from inside a read of an AddressSpace"));
+    }
+    let held = registry::hold();
+    let spaces: Vec<Arc<Shared>> = held.members();
+    // A thread on a vmspace stack must not need to grow it while it holds every space's lock.
     for s in &spaces {
-        guards.push(
-            s.maps.try_write(tid).map_err(|_| io::Error::other("fork from inside an AddressSpace change"))?,
-        );
+        s.ensure_headroom();
+    }
+    let tid = crate::thread_id();
+    // All the write locks or none: a thread that holds one while it waits for another (a stack growth
+    // in the fault handler, say) is never stuck behind us.
+    let mut guards = Vec::with_capacity(spaces.len());
+    loop {
+        let mut busy = false;
+        for s in &spaces {
+            match s.maps.try_write_now(tid) {
+                Ok(Some(g)) => guards.push(g),
+                Ok(None) => {
+                    busy = true;
+                    break;
+                }
+                Err(_) => return Err(io::Error::other("fork from inside an AddressSpace change")),
+            }
+        }
+        if !busy {
+            break;
+        }
+        guards.clear();
+        std::thread::yield_now();
     }
     // SAFETY: the caller accepts fork's rules (above); the locks held here are released on both sides.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    for (s, g) in spaces.iter().zip(guards.iter_mut()) {
-        if pid == 0 {
+    let pid = unsafe { process::fork() }?;
+    if pid == 0 {
+        held.reset_in_child();
+        for (s, g) in spaces.iter().zip(guards.iter_mut()) {
+            // SAFETY: this is the child, which has only this thread; it holds the write lock (g) and
+            // is inside no read (checked above).
+            unsafe { s.reset_after_fork(g) };
             s.after_fork_child(g);
-        } else {
+        }
+    } else {
+        for (s, g) in spaces.iter().zip(guards.iter_mut()) {
             s.after_fork_parent(g);
         }
     }
     drop(guards);
+    drop(held);
     Ok(if pid == 0 { Forked::Child } else { Forked::Parent(pid) })
 }

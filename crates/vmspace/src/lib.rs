@@ -13,6 +13,7 @@ mod primitive;
 pub mod procmaps;
 pub mod publish;
 pub mod reclaim;
+mod registry;
 pub mod scratch;
 pub mod smaps;
 pub mod space;
@@ -40,7 +41,7 @@ pub(crate) fn thread_id() -> u64 {
     }) {
         return tid;
     }
-    let tid = rustix::thread::gettid().as_raw_nonzero().get() as u64;
+    let tid = os::process::gettid();
     if fork::watch_forks().is_ok() {
         let _ = TID.try_with(|c| c.set((generation, tid)));
     }

@@ -86,6 +86,38 @@ impl<T: Clone> LeftRight<T> {
     }
 }
 
+impl<T> LeftRight<T> {
+    /// Whether the thread `tid` holds the write lock.
+    pub fn held_by(&self, tid: u64) -> bool {
+        self.writer.load(Ordering::Relaxed) == tid
+    }
+
+    /// Forgets every reader mark: in the child of a `fork(2)`, the readers that were counted ran on
+    /// threads the child does not have, and nothing would ever clear their marks.
+    ///
+    /// # Safety
+    /// Only in a fork child, before any thread is started in it, while the caller holds the write lock
+    /// and is not itself inside [`LeftRight::read`] of this value.
+    pub unsafe fn reset_readers_in_child(&self) {
+        for r in &self.readers {
+            r.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<T> LeftRight<T> {
+    /// Takes the write lock if it is free now: `Ok(None)` when another thread holds it,
+    /// `Err(HeldByMe)` when the calling thread does. Never waits.
+    pub fn try_write_now(&self, tid: u64) -> Result<Option<WriteGuard<'_, T>>, HeldByMe> {
+        debug_assert_ne!(tid, 0);
+        match self.writer.compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => Ok(Some(WriteGuard { lr: self })),
+            Err(owner) if owner == tid => Err(HeldByMe),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
 /// The write lock, held. Changes go through [`WriteGuard::write`].
 pub struct WriteGuard<'a, T> {
     lr: &'a LeftRight<T>,

@@ -94,67 +94,169 @@ pub fn parse(text: &str) -> io::Result<Vec<Vma>> {
     Ok(out)
 }
 
-/// What the kernel should show for a page: protection, shared, and the flags vmspace controls.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Expect {
-    prot: Prot,
-    shared: bool,
-    flags: [bool; 7],
+/// What a range of pages is, as the kernel shows it or as the map says it should: reservation or
+/// mapped, protection, shared or private, the VmFlags vmspace controls, and guard markers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Look {
+    /// Mapped memory rather than the space's own `PROT_NONE`, `MAP_NORESERVE` reservation.
+    pub(crate) mapped: bool,
+    pub(crate) prot: Prot,
+    pub(crate) shared: bool,
+    /// `lo`, `dc`, `wf`, `dd`, `sr`, `rr`, `sl`, in the order of [`FLAGS`].
+    pub(crate) flags: [bool; 7],
+    /// Guard markers, where the kernel can show them (`None`: not compared).
+    pub(crate) guard: Option<bool>,
 }
 
-const FLAGS: [&str; 7] = ["lo", "dc", "wf", "dd", "sr", "rr", "sl"];
+/// The VmFlags a [`Look`] carries.
+pub(crate) const FLAGS: [&str; 7] = ["lo", "dc", "wf", "dd", "sr", "rr", "sl"];
 
-/// Every difference between `map` and the kernel's `vmas` over the map's range, one line each.
-/// `prot_guards`: guard regions are `PROT_NONE` (the fallback) rather than guard markers.
-pub fn differences(map: &VmMap<Backing>, vmas: &[Vma], prot_guards: bool) -> Vec<String> {
-    let owned = map.min()..map.max();
-    // Cut points: every VMA and entry boundary inside the range.
-    let mut cuts: Vec<u64> = vec![owned.start, owned.end];
-    for v in vmas.iter().filter(|v| v.range.start < owned.end && v.range.end > owned.start) {
-        cuts.extend([v.range.start.max(owned.start), v.range.end.min(owned.end)]);
+/// What the map says `seg` (inside one entry or hole) should look like. `prot_guards`: guards are
+/// `PROT_NONE` (the fallback); `guards_seen`: the kernel shows guard markers, so they are compared.
+pub(crate) fn map_look(map: &VmMap<Backing>, at: u64, prot_guards: bool, guards_seen: bool) -> Look {
+    let Some(e) = map.lookup_entry(at) else {
+        return Look { mapped: false, prot: Prot::NONE, shared: false, flags: [false; 7], guard: None };
+    };
+    let f = e.flags();
+    let guard = f.contains(EntryFlags::GUARD);
+    Look {
+        mapped: true,
+        prot: if prot_guards && guard { Prot::NONE } else { e.prot() },
+        shared: e.object().is_shared(),
+        flags: [
+            e.wired_count() > 0,
+            e.inherit() == Inherit::None,
+            e.inherit() == Inherit::Zero,
+            f.contains(EntryFlags::NOCOREDUMP),
+            e.behavior() == Behavior::Sequential,
+            e.behavior() == Behavior::Random,
+            f.contains(EntryFlags::SEALED),
+        ],
+        guard: (guards_seen && !prot_guards).then_some(guard),
     }
-    for e in map.entries() {
-        cuts.extend([e.start, e.end]);
+}
+
+/// What the kernel shows for a segment inside `vma` (`None`: nothing mapped at all), with `guard`
+/// markers over it where known. A reservation is private, `PROT_NONE` and `nr` (`MAP_NORESERVE`).
+pub(crate) fn kernel_look(vma: Option<&Vma>, guard: Option<bool>) -> Option<Look> {
+    let v = vma?;
+    let reservation = !v.shared && v.prot.is_none() && v.has("nr");
+    Some(Look {
+        mapped: !reservation,
+        prot: v.prot,
+        shared: v.shared,
+        flags: if reservation { [false; 7] } else { FLAGS.map(|f| v.has(f)) },
+        guard: if reservation { None } else { guard },
+    })
+}
+
+/// Whether this kernel marks `MAP_NORESERVE` mappings `nr` in smaps (not under
+/// `vm.overcommit_memory = 2`), so a reservation can be told from mapped `PROT_NONE` memory; probed
+/// once.
+pub(crate) fn shows_reservations() -> bool {
+    static SHOWS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SHOWS.get_or_init(|| {
+        let ps = crate::os::page_size();
+        let Ok(addr) = crate::os::reserve(ps) else { return false };
+        let shows = read_self()
+            .is_ok_and(|v| v.iter().any(|v| v.range.start <= addr && addr < v.range.end && v.has("nr")));
+        // SAFETY: the page this probe just reserved.
+        let _ = unsafe { crate::os::unmap(addr, ps) };
+        shows
+    })
+}
+
+/// The cut points of `range`: its ends, and every VMA, entry and guard-run boundary inside it.
+fn cuts(map: &VmMap<Backing>, vmas: &[&Vma], guards: &[Range<u64>], range: &Range<u64>) -> Vec<u64> {
+    let inside = |x: u64| x.clamp(range.start, range.end);
+    let mut cuts: Vec<u64> = vec![range.start, range.end];
+    for v in vmas.iter().filter(|v| v.range.start < range.end && v.range.end > range.start) {
+        cuts.extend([inside(v.range.start), inside(v.range.end)]);
+    }
+    for e in map.overlapping(range.clone()) {
+        cuts.extend([inside(e.start), inside(e.end)]);
+    }
+    for g in guards {
+        cuts.extend([inside(g.start), inside(g.end)]);
     }
     cuts.sort_unstable();
     cuts.dedup();
+    cuts
+}
+
+/// Every segment of `range` where the kernel differs from the map: `(segment, map's look, kernel's
+/// look or None when nothing is mapped)`. `guards` are the runs of guard-marked pages in `range`, or
+/// `None` where the kernel cannot show them.
+pub(crate) fn diverging(
+    map: &VmMap<Backing>,
+    vmas: &[Vma],
+    guards: Option<&[Range<u64>]>,
+    prot_guards: bool,
+    range: Range<u64>,
+) -> Vec<(Range<u64>, Look, Option<Look>)> {
+    let nr = shows_reservations();
+    let runs = guards.unwrap_or(&[]);
+    // smaps lists VMAs in address order: only those over `range`, found by binary search.
+    let vmas: Vec<&Vma> =
+        vmas.iter().filter(|v| v.range.start < range.end && v.range.end > range.start).collect();
+    let containing = |addr: u64| {
+        let i = vmas.partition_point(|v| v.range.end <= addr);
+        vmas.get(i).copied().filter(|v| v.range.start <= addr)
+    };
     let mut out = Vec::new();
-    for w in cuts.windows(2) {
+    for w in cuts(map, &vmas, runs, &range).windows(2) {
         let seg = w[0]..w[1];
-        let want = match map.lookup_entry(seg.start) {
-            None => Expect { prot: Prot::NONE, shared: false, flags: [false; 7] },
-            Some(e) => {
-                let f = e.flags();
-                Expect {
-                    prot: if prot_guards && f.contains(EntryFlags::GUARD) { Prot::NONE } else { e.prot() },
-                    shared: e.object().is_shared(),
-                    flags: [
-                        e.wired_count() > 0,
-                        e.inherit() == Inherit::None,
-                        e.inherit() == Inherit::Zero,
-                        f.contains(EntryFlags::NOCOREDUMP),
-                        e.behavior() == Behavior::Sequential,
-                        e.behavior() == Behavior::Random,
-                        f.contains(EntryFlags::SEALED),
-                    ],
-                }
+        let mut want = map_look(map, seg.start, prot_guards, guards.is_some());
+        let vma = containing(seg.start);
+        let marked = guards.map(|g| {
+            let i = g.partition_point(|g| g.end <= seg.start);
+            g.get(i).is_some_and(|g| g.start <= seg.start)
+        });
+        let mut got = kernel_look(vma, marked);
+        if !nr {
+            // Without `nr`, a reservation and mapped PROT_NONE private memory look alike.
+            want.mapped = true;
+            if let Some(g) = got.as_mut() {
+                g.mapped = true;
             }
-        };
-        let Some(v) = vmas.iter().find(|v| v.range.start <= seg.start && seg.start < v.range.end) else {
-            out.push(format!("{:#x}..{:#x}: not mapped in the kernel", seg.start, seg.end));
-            continue;
-        };
-        let got = Expect { prot: v.prot, shared: v.shared, flags: FLAGS.map(|f| v.has(f)) };
-        if got != want {
-            out.push(format!(
+        }
+        if got != Some(want) {
+            out.push((seg, want, got));
+        }
+    }
+    out
+}
+
+/// Every difference between `map` and the kernel's `vmas` over the map's range, one line each.
+/// `prot_guards`: guard regions are `PROT_NONE` (the fallback) rather than guard markers, which are
+/// not compared here (see [`differences_with_guards`]).
+pub fn differences(map: &VmMap<Backing>, vmas: &[Vma], prot_guards: bool) -> Vec<String> {
+    describe(diverging(map, vmas, None, prot_guards, map.min()..map.max()))
+}
+
+/// [`differences`], also comparing guard markers: `guards` are the runs of guard-marked pages of the
+/// map's range (from pagemap).
+pub(crate) fn differences_with_guards(
+    map: &VmMap<Backing>,
+    vmas: &[Vma],
+    guards: &[Range<u64>],
+    prot_guards: bool,
+) -> Vec<String> {
+    describe(diverging(map, vmas, Some(guards), prot_guards, map.min()..map.max()))
+}
+
+fn describe(d: Vec<(Range<u64>, Look, Option<Look>)>) -> Vec<String> {
+    d.into_iter()
+        .map(|(seg, want, got)| match got {
+            None => format!("{:#x}..{:#x}: not mapped in the kernel", seg.start, seg.end),
+            Some(got) => format!(
                 "{:#x}..{:#x}: map {:?}, kernel {:?} (flags {})",
                 seg.start,
                 seg.end,
                 want,
                 got,
                 FLAGS.join(" ")
-            ));
-        }
-    }
-    out
+            ),
+        })
+        .collect()
 }

@@ -1,9 +1,5 @@
-//! The one file that issues system calls. rustix where it has the call; libc for what it lacks
-//! (`MADV_GUARD_INSTALL`/`REMOVE`, `mseal`, `mincore`, `process_madvise`).
-//!
-//! Every function takes addresses as `u64` inside a range the caller owns (an `AddressSpace`'s
-//! reservation) and says which call it makes. Kernel features newer than Linux 4.14 are detected once
-//! ([`features`]) and each has a fallback or a clear `NotSupported` in the caller.
+//! Memory calls: `mmap`, `munmap`, `mprotect`, `madvise`, `mlock`, `mseal`, `mincore`, `memfd`,
+//! `process_madvise`. Addresses are `u64`; each function says which call it makes.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -46,45 +42,6 @@ fn mprotect_flags(p: Prot) -> MprotectFlags {
     MprotectFlags::from_bits_truncate(prot_flags(p).bits())
 }
 
-/// What this kernel supports, detected once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Features {
-    /// `MADV_GUARD_INSTALL` / `MADV_GUARD_REMOVE` (6.13).
-    pub guard_install: bool,
-    /// `mseal` (6.10).
-    pub mseal: bool,
-    /// `MADV_WIPEONFORK` (4.14).
-    pub wipe_on_fork: bool,
-    /// `MADV_POPULATE_READ` / `MADV_POPULATE_WRITE` (5.14).
-    pub populate: bool,
-}
-
-/// The features of the running kernel, probed once on a scratch mapping.
-pub fn features() -> Features {
-    static F: OnceLock<Features> = OnceLock::new();
-    *F.get_or_init(probe)
-}
-
-fn probe() -> Features {
-    let ps = page_size();
-    let Ok(addr) = reserve(2 * ps) else {
-        return Features { guard_install: false, mseal: false, wipe_on_fork: false, populate: false };
-    };
-    // Each probe acts on memory only this function knows; the mapping is private and anonymous.
-    let scratch = addr + ps;
-    let _ = map_fixed(scratch, ps, Prot::RW, Fixed::Anonymous);
-    let guard_install = raw_madvise(scratch, ps, MADV_GUARD_INSTALL).is_ok();
-    let wipe_on_fork = advise(scratch, ps, Advice::WipeOnFork).is_ok();
-    let populate = advise(scratch, ps, Advice::PopulateWrite).is_ok();
-    // mseal with an invalid flag is EINVAL where the call exists and ENOSYS where it does not; nothing
-    // gets sealed either way.
-    // SAFETY: a raw syscall with plain integer arguments; flags != 0 makes the kernel refuse it.
-    let r = unsafe { libc::syscall(SYS_MSEAL, scratch as usize, ps as usize, 1usize) };
-    let mseal = !(r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS));
-    let _ = unmap(addr, 2 * ps);
-    Features { guard_install, mseal, wipe_on_fork, populate }
-}
-
 /// `mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)`: reserves address space.
 pub fn reserve(len: u64) -> io::Result<u64> {
     // SAFETY: a new mapping at an address the kernel chooses overlaps no existing memory.
@@ -118,10 +75,11 @@ pub enum Fixed<'a> {
 
 /// `mmap(addr, len, prot, MAP_FIXED | ..)`: replaces whatever is at `[addr, addr + len)`.
 ///
-/// The caller owns the range (it lies inside its reservation), so replacing it destroys nothing that
-/// anyone else points into.
-pub fn map_fixed(addr: u64, len: u64, prot: Prot, what: Fixed<'_>) -> io::Result<()> {
-    // SAFETY: MAP_FIXED replaces only `[addr, addr + len)`, which the caller owns (see above).
+/// # Safety
+/// The caller owns `[addr, addr + len)` (it lies inside a reservation of its own) and nothing holds a
+/// reference into it: its contents are replaced.
+pub unsafe fn map_fixed(addr: u64, len: u64, prot: Prot, what: Fixed<'_>) -> io::Result<()> {
+    // SAFETY: MAP_FIXED replaces only `[addr, addr + len)`, which the caller owns (above).
     let p = unsafe {
         match what {
             Fixed::Anonymous => mm::mmap_anonymous(
@@ -154,15 +112,21 @@ pub fn map_fixed(addr: u64, len: u64, prot: Prot, what: Fixed<'_>) -> io::Result
 }
 
 /// `munmap(addr, len)`.
-pub fn unmap(addr: u64, len: u64) -> io::Result<()> {
-    // SAFETY: the caller owns the range and holds no references into it.
+///
+/// # Safety
+/// The caller owns `[addr, addr + len)` and nothing holds a reference into it.
+pub unsafe fn unmap(addr: u64, len: u64) -> io::Result<()> {
+    // SAFETY: the caller owns the range and holds no references into it (above).
     unsafe { mm::munmap(ptr(addr), len as usize) }.map_err(Into::into)
 }
 
 /// `mprotect(addr, len, prot)`.
-pub fn protect(addr: u64, len: u64, prot: Prot) -> io::Result<()> {
-    // SAFETY: changes protection of memory the caller owns; accesses that become illegal fault, which is
-    // the point.
+///
+/// # Safety
+/// The caller owns `[addr, addr + len)`; nothing relies on an access the new protection forbids (safe
+/// code holding a reference into the range would fault, or write to memory it believes read-only).
+pub unsafe fn protect(addr: u64, len: u64, prot: Prot) -> io::Result<()> {
+    // SAFETY: changes protection of memory the caller owns (above).
     unsafe { mm::mprotect(ptr(addr), len as usize, mprotect_flags(prot)) }.map_err(Into::into)
 }
 
@@ -204,7 +168,11 @@ pub enum Advice {
 }
 
 /// `madvise(addr, len, advice)`.
-pub fn advise(addr: u64, len: u64, advice: Advice) -> io::Result<()> {
+///
+/// # Safety
+/// The caller owns `[addr, addr + len)`. For advice that drops or hides contents (`DontNeed`, `Free`,
+/// `GuardInstall`, `WipeOnFork` in a child) nothing may hold a reference into the range.
+pub unsafe fn advise(addr: u64, len: u64, advice: Advice) -> io::Result<()> {
     use mm::Advice as A;
     let a = match advice {
         Advice::Normal => A::Normal,
@@ -221,23 +189,31 @@ pub fn advise(addr: u64, len: u64, advice: Advice) -> io::Result<()> {
         Advice::DoDump => A::LinuxDoDump,
         Advice::PopulateRead => A::LinuxPopulateRead,
         Advice::PopulateWrite => A::LinuxPopulateWrite,
-        Advice::GuardInstall => return raw_madvise(addr, len, MADV_GUARD_INSTALL),
-        Advice::GuardRemove => return raw_madvise(addr, len, MADV_GUARD_REMOVE),
+        // SAFETY: as above.
+        Advice::GuardInstall => return unsafe { raw_madvise(addr, len, MADV_GUARD_INSTALL) },
+        // SAFETY: as above.
+        Advice::GuardRemove => return unsafe { raw_madvise(addr, len, MADV_GUARD_REMOVE) },
     };
-    // SAFETY: advice on memory the caller owns; destructive advice (DONTNEED, FREE) is only issued by
-    // operations whose callers promised to hold no references into the range.
+    // SAFETY: advice on memory the caller owns, with no references into it for destructive advice
+    // (the caller's promise, above).
     unsafe { mm::madvise(ptr(addr), len as usize, a) }.map_err(Into::into)
 }
 
-fn raw_madvise(addr: u64, len: u64, advice: libc::c_int) -> io::Result<()> {
+/// # Safety
+/// As [`advise`].
+unsafe fn raw_madvise(addr: u64, len: u64, advice: libc::c_int) -> io::Result<()> {
     // SAFETY: as `advise`; the guard values only install or remove fault markers on owned memory.
     let r = unsafe { libc::madvise(ptr(addr), len as usize, advice) };
     if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// `mlock(addr, len)`, or `mlock2(addr, len, MLOCK_ONFAULT)` when `on_fault`.
-pub fn lock(addr: u64, len: u64, on_fault: bool) -> io::Result<()> {
-    // SAFETY: locking pages in memory has no memory-safety effect.
+///
+/// # Safety
+/// The caller owns `[addr, addr + len)`: locking changes the VMA layout under whoever else manages it
+/// (its owner's map would no longer say what the kernel has), and plain `mlock` faults every page in.
+pub unsafe fn lock(addr: u64, len: u64, on_fault: bool) -> io::Result<()> {
+    // SAFETY: the caller owns the range (above); locking itself reads or writes no memory.
     unsafe {
         if on_fault {
             mm::mlock_with(ptr(addr), len as usize, mm::MlockFlags::ONFAULT)
@@ -249,15 +225,31 @@ pub fn lock(addr: u64, len: u64, on_fault: bool) -> io::Result<()> {
 }
 
 /// `munlock(addr, len)`.
-pub fn unlock(addr: u64, len: u64) -> io::Result<()> {
-    // SAFETY: unlocking pages has no memory-safety effect.
+///
+/// # Safety
+/// As [`lock`].
+pub unsafe fn unlock(addr: u64, len: u64) -> io::Result<()> {
+    // SAFETY: the caller owns the range (above); unlocking reads or writes no memory.
     unsafe { mm::munlock(ptr(addr), len as usize) }.map_err(Into::into)
 }
 
-/// `mseal(addr, len, 0)`.
-pub fn seal(addr: u64, len: u64) -> io::Result<()> {
-    // SAFETY: a raw syscall with integer arguments; sealing only forbids later changes.
-    let r = unsafe { libc::syscall(SYS_MSEAL, addr as usize, len as usize, 0usize) };
+/// `mseal(addr, len, 0)`: irrevocable; the range can never be unmapped or re-protected again.
+///
+/// # Safety
+/// The caller owns `[addr, addr + len)` for the life of the process: whoever frees it later (an
+/// allocator, a drop) will fail.
+pub unsafe fn seal(addr: u64, len: u64) -> io::Result<()> {
+    // SAFETY: forwarded (above).
+    unsafe { seal_with_flags(addr, len, 0) }
+}
+
+/// `mseal(addr, len, flags)`; a non-zero `flags` is refused by the kernel (the feature probe).
+///
+/// # Safety
+/// As [`seal`] when `flags` is 0.
+pub(super) unsafe fn seal_with_flags(addr: u64, len: u64, flags: usize) -> io::Result<()> {
+    // SAFETY: a raw syscall with integer arguments; the caller owns the range (above).
+    let r = unsafe { libc::syscall(SYS_MSEAL, addr as usize, len as usize, flags) };
     if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
@@ -308,26 +300,35 @@ pub fn madvise_batching() -> Batching {
         let ps = page_size();
         let Ok(addr) = reserve(ps) else { return Batching::None };
         let mut found = Batching::None;
-        if map_fixed(addr, ps, Prot::RW, Fixed::Anonymous).is_ok() {
+        // SAFETY: `addr` is a page this probe just reserved and nobody else knows.
+        if unsafe { map_fixed(addr, ps, Prot::RW, Fixed::Anonymous) }.is_ok() {
             for (how, pidfd) in [(Batching::PidfdSelf, Some(PIDFD_SELF_PROCESS)), (Batching::PidfdOpen, None)]
             {
                 let ok = [libc::MADV_FREE, libc::MADV_DONTNEED]
                     .iter()
-                    .all(|a| process_madvise_raw(pidfd, &[(addr, ps)], *a).is_ok_and(|n| n == ps as usize));
+                    .all(|a| {
+                        // SAFETY: the probe's own page.
+                        unsafe { process_madvise_raw(pidfd, &[(addr, ps)], *a) }
+                            .is_ok_and(|n| n == ps as usize)
+                    });
                 if ok {
                     found = how;
                     break;
                 }
             }
         }
-        let _ = unmap(addr, ps);
+        // SAFETY: the probe's own page.
+        let _ = unsafe { unmap(addr, ps) };
         found
     })
 }
 
 /// `process_madvise(pidfd, iov, n, advice, 0)` on this process; `pidfd == None` opens one with
 /// `pidfd_open(getpid(), 0)` for this call. Returns the bytes advised.
-fn process_madvise_raw(
+///
+/// # Safety
+/// As [`advise_many`].
+unsafe fn process_madvise_raw(
     pidfd: Option<libc::c_int>,
     ranges: &[(u64, u64)],
     advice: libc::c_int,
@@ -364,8 +365,10 @@ fn process_madvise_raw(
 /// `MADV_DONTNEED`.
 ///
 /// Returns the number of system calls made and the ranges that failed (index into `ranges`, errno).
-/// The caller owns every range and holds no references into them.
-pub fn advise_many(ranges: &[(u64, u64)], free: bool, batch: bool) -> (u64, Vec<(usize, i32)>) {
+///
+/// # Safety
+/// The caller owns every range and nothing holds a reference into any of them: their contents go.
+pub unsafe fn advise_many(ranges: &[(u64, u64)], free: bool, batch: bool) -> (u64, Vec<(usize, i32)>) {
     let advice = if free { Advice::Free } else { Advice::DontNeed };
     let raw = if free { libc::MADV_FREE } else { libc::MADV_DONTNEED };
     let mut calls = 0u64;
@@ -377,13 +380,15 @@ pub fn advise_many(ranges: &[(u64, u64)], free: bool, batch: bool) -> (u64, Vec<
             let pidfd = if how == Batching::PidfdSelf { Some(PIDFD_SELF_PROCESS) } else { None };
             let want: u64 = chunk.iter().map(|r| r.1).sum();
             calls += 1;
-            if process_madvise_raw(pidfd, chunk, raw).is_ok_and(|n| n as u64 == want) {
+            // SAFETY: the caller's ranges, under its promise (above).
+            if unsafe { process_madvise_raw(pidfd, chunk, raw) }.is_ok_and(|n| n as u64 == want) {
                 continue;
             }
         }
         for (i, &(a, l)) in chunk.iter().enumerate() {
             calls += 1;
-            if let Err(e) = advise(a, l, advice) {
+            // SAFETY: the caller's ranges, under its promise (above).
+            if let Err(e) = unsafe { advise(a, l, advice) } {
                 failed.push((base + i, e.raw_os_error().unwrap_or(libc::EIO)));
             }
         }
