@@ -176,6 +176,72 @@ fn against_the_last_exec_after_it_exited_and_others_forked() {
     assert!(out.contains("comparison of #2"), "{out}");
 }
 
+#[test]
+fn exec_by_a_thread_frees_the_old_space() {
+    // As strace prints it (recorded): thread 11227 execs, the other threads exit, the leader is
+    // "superseded" and its pid gets the execve's result.
+    let t = [
+        "11224 mmap(NULL, 8392704, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_STACK, -1, 0) = 0x7f1d51588000",
+        "11224 clone3({flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM|CLONE_SETTLS|CLONE_PARENT_SETTID|CLONE_CHILD_CLEARTID, child_tid=0x7f1d51d88990, parent_tid=0x7f1d51d88990, exit_signal=0, stack=0x7f1d51588000, stack_size=0x7fff80, tls=0x7f1d51d886c0} => {parent_tid=[11225]}, 88) = 11225",
+        "11224 clone3({flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM|CLONE_SETTLS|CLONE_PARENT_SETTID|CLONE_CHILD_CLEARTID, child_tid=0x7f1d50d86990, parent_tid=0x7f1d50d86990, exit_signal=0, stack=0x7f1d50586000, stack_size=0x7fff80, tls=0x7f1d50d866c0} => {parent_tid=[11227]}, 88) = 11227",
+        "11227 execve(\"/bin/true\", [\"true\"], 0x7ffc0ee77c08 /* 39 vars */ <unfinished ...>",
+        "11225 +++ exited with 0 +++",
+        "11224 +++ superseded by execve in pid 11227 +++",
+        "11224 <... execve resumed>)             = 0",
+        "11224 brk(NULL)                         = 0x55d0c1000000",
+        "11224 mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000000000",
+    ];
+    let mut rep = Replayer::new();
+    for (i, l) in t.iter().enumerate() {
+        rep.feed(i as u64 + 1, l).unwrap_or_else(|e| panic!("{l}: {e:?}"));
+    }
+    assert_eq!(rep.spaces.len(), 2, "{:?}", rep.spaces.iter().map(|s| &s.origin).collect::<Vec<_>>());
+    assert!(rep.spaces[0].freed, "no thread is left in the old space");
+    let s = &rep.spaces[1];
+    assert_eq!(s.origin, Origin::Exec { from: Some(0), path: "/bin/true".into() });
+    assert_eq!(s.pids, vec![11224]);
+    assert_eq!(s.entries(), 1);
+    assert_eq!(rep.target(None), Ok(1));
+    assert_eq!(rep.target(Some(11224)), Ok(1));
+}
+
+#[test]
+fn vfork_and_exec_keep_the_parent_a_reused_pid_is_no_parent() {
+    let t = [
+        mmap(100, 0x7f00_0000_0000, 8192, "PROT_READ"),
+        "100  vfork( <unfinished ...>".into(),
+        "101  execve(\"/bin/x\", [\"x\"], 0x7ffd /* 1 var */) = 0".into(),
+        "100  <... vfork resumed>)                = 101".into(),
+        mmap(101, 0x7e00_0000_0000, 4096, "PROT_READ"),
+        mmap(100, 0x7f00_0010_0000, 4096, "PROT_READ"),
+        "101  +++ exited with 0 +++".into(),
+        // A clone that never returns: its caller is killed, and its pid is reused.
+        "100  clone(child_stack=NULL, flags=SIGCHLD <unfinished ...>".into(),
+        "100  +++ killed by SIGKILL +++".into(),
+        mmap(100, 0x7f00_0000_0000, 4096, "PROT_READ"),
+        mmap(102, 0x7f00_0000_0000, 4096, "PROT_READ"),
+    ];
+    let mut rep = Replayer::new();
+    for (i, l) in t.iter().enumerate() {
+        rep.feed(i as u64 + 1, l).unwrap_or_else(|e| panic!("{l}: {e:?}"));
+    }
+    let origins: Vec<&Origin> = rep.spaces.iter().map(|s| &s.origin).collect();
+    assert_eq!(
+        origins,
+        [
+            &Origin::Initial,
+            &Origin::Exec { from: Some(0), path: "/bin/x".into() },
+            &Origin::Initial,
+            &Origin::Initial
+        ],
+        "the new 100 and 102 are unrelated processes"
+    );
+    assert_eq!(rep.spaces[0].entries(), 2, "the vfork parent's space lives on after its child's exec");
+    assert!(rep.spaces[0].freed, "and ends with the parent");
+    assert!(!rep.spaces[1].freed, "the exec'd space is the default target");
+    assert_eq!(rep.spaces[1].entries(), 1);
+}
+
 /// A reader that counts what is read from it.
 struct Counting<R>(R, u64);
 impl<R: Read> Read for Counting<R> {

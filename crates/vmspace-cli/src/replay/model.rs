@@ -389,6 +389,10 @@ impl Replayer {
                 self.exit(pid, line_no);
                 Ok(())
             }
+            Line::Superseded { pid, by } => {
+                self.superseded(pid, by, line_no);
+                Ok(())
+            }
             Line::Unfinished { pid, name, args } => {
                 if matches!(name, "clone" | "clone3" | "fork" | "vfork") {
                     self.space_of(pid, line_no);
@@ -579,12 +583,39 @@ impl Replayer {
 
     fn exit(&mut self, pid: u32, line: u64) {
         self.pending.remove(&pid);
+        // A clone it never returned from: left, it would make a later pid that reuses this number
+        // the parent of whoever appears next.
+        self.pending_clones.retain(|(p, _)| *p != pid);
         if let Some(s) = self.pid_space.remove(&pid) {
             self.leave(s);
             if self.spaces[s].members == 0 {
                 self.event(line, format!("pid {pid} exits: #{s} ends"));
             }
         }
+    }
+
+    /// `+++ superseded by execve in pid BY +++` on `pid`, a thread group's leader: thread `by` exec'd
+    /// and now carries the leader's pid, so the rest of its `execve` comes as `pid`'s.
+    fn superseded(&mut self, pid: u32, by: u32, line: u64) {
+        if pid == by {
+            return;
+        }
+        let moved = self.pending.remove(&by).filter(|(n, ..)| n == "execve" || n == "execveat");
+        let by_space = self.pid_space.get(&by).copied();
+        match moved {
+            // The execve is still pending: it completes as `pid`'s and moves `pid` to the new space.
+            Some(call) => {
+                self.pending.insert(pid, call);
+            }
+            // The execve was printed whole, as `by`'s: `pid` is now that process.
+            None => {
+                self.pending.remove(&pid);
+                if let Some(s) = by_space {
+                    self.join(pid, s);
+                }
+            }
+        }
+        self.exit(by, line);
     }
 
     fn sample(&mut self, force: bool) {

@@ -61,10 +61,18 @@ pub enum Line<'a> {
         /// The result.
         ret: Ret,
     },
-    /// `+++ exited with N +++`, `+++ killed by SIG +++`, `+++ superseded by execve in pid N +++`.
+    /// `+++ exited with N +++`, `+++ killed by SIG +++`.
     Exit {
         /// Process id.
         pid: u32,
+    },
+    /// `+++ superseded by execve in pid BY +++`: thread `by` of thread group leader `pid` exec'd; the
+    /// leader's thread is gone and `by` goes on under the leader's pid.
+    Superseded {
+        /// The leader's pid (the one the process keeps).
+        pid: u32,
+        /// The thread that exec'd.
+        by: u32,
     },
     /// A signal, a blank line, a `strace:` message, `<... resumed> <unfinished ...>`: nothing to apply.
     Ignored,
@@ -196,9 +204,11 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, &'static str> {
         return Ok(Line::Ignored);
     }
     if let Some(r) = rest.strip_prefix("+++ ") {
-        if r.ends_with("+++")
-            && (r.starts_with("exited") || r.starts_with("killed") || r.starts_with("superseded"))
-        {
+        if let Some(by) = r.strip_prefix("superseded by execve in pid ") {
+            let by = by.strip_suffix("+++").and_then(|b| dec(b.trim())).and_then(|b| u32::try_from(b).ok());
+            return by.map(|by| Line::Superseded { pid, by }).ok_or("unreadable superseded pid");
+        }
+        if r.ends_with("+++") && (r.starts_with("exited") || r.starts_with("killed")) {
             return Ok(Line::Exit { pid });
         }
         return Err("unknown +++ event");
@@ -466,6 +476,11 @@ mod tests {
             Line::Resumed { pid: 5, name: "clone3", args: " => {parent_tid=[6]}, 88", ret: Ret::Ok(6) }
         );
         assert_eq!(parse_line("6  +++ exited with 0 +++").unwrap(), Line::Exit { pid: 6 });
+        assert_eq!(
+            parse_line("6  +++ superseded by execve in pid 9 +++").unwrap(),
+            Line::Superseded { pid: 6, by: 9 }
+        );
+        assert!(parse_line("6  +++ superseded by execve in pid x +++").is_err());
         assert_eq!(
             parse_line("6  --- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED} ---").unwrap(),
             Line::Ignored
