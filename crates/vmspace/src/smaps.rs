@@ -41,17 +41,61 @@ pub fn read_self() -> io::Result<Vec<Vma>> {
     parse(&std::fs::read_to_string("/proc/self/smaps")?)
 }
 
+/// Reads the VMAs of this process's smaps that overlap `range`, and stops reading after them: the
+/// kernel formats smaps as it is read, so the VMAs above the range (libraries, other spaces) cost
+/// nothing. The part below is still read, but only its header lines are looked at.
+pub(crate) fn read_self_over(range: &Range<u64>) -> io::Result<Vec<Vma>> {
+    use std::io::BufRead;
+    let mut file = io::BufReader::with_capacity(1 << 16, std::fs::File::open("/proc/self/smaps")?);
+    let mut parser = Parser::default();
+    let mut line = String::new();
+    let mut inside = false;
+    loop {
+        line.clear();
+        if file.read_line(&mut line)? == 0 {
+            break;
+        }
+        match header_range(&line) {
+            Some(r) if r.start >= range.end => break,
+            Some(r) => inside = r.end > range.start,
+            None => {}
+        }
+        if inside {
+            parser.line(&line)?;
+        }
+    }
+    Ok(parser.out)
+}
+
 /// Parses smaps text.
 pub fn parse(text: &str) -> io::Result<Vec<Vma>> {
-    let bad =
-        |line: &str| io::Error::new(io::ErrorKind::InvalidData, format!("smaps: cannot parse {line:?}"));
-    let mut out: Vec<Vma> = Vec::new();
+    let mut parser = Parser::default();
     for line in text.lines() {
+        parser.line(line)?;
+    }
+    Ok(parser.out)
+}
+
+/// `start..end` of a VMA header line (`start-end perms ...`).
+fn header_range(line: &str) -> Option<Range<u64>> {
+    let first = line.split_ascii_whitespace().next()?;
+    let (a, b) = first.split_once('-')?;
+    Some(u64::from_str_radix(a, 16).ok()?..u64::from_str_radix(b, 16).ok()?)
+}
+
+/// smaps, a line at a time.
+#[derive(Default)]
+struct Parser {
+    out: Vec<Vma>,
+}
+
+impl Parser {
+    fn line(&mut self, line: &str) -> io::Result<()> {
+        let bad =
+            |line: &str| io::Error::new(io::ErrorKind::InvalidData, format!("smaps: cannot parse {line:?}"));
         let mut words = line.split_ascii_whitespace();
-        let Some(first) = words.next() else { continue };
-        if let Some((a, b)) = first.split_once('-')
-            && let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16))
-        {
+        let Some(first) = words.next() else { return Ok(()) };
+        if let Some(r) = header_range(line) {
             let perms = words.next().ok_or_else(|| bad(line))?.as_bytes();
             if perms.len() < 4 {
                 return Err(bad(line));
@@ -66,8 +110,8 @@ pub fn parse(text: &str) -> io::Result<Vec<Vma>> {
             if perms[2] == b'x' {
                 prot |= Prot::EXECUTE;
             }
-            out.push(Vma {
-                range: start..end,
+            self.out.push(Vma {
+                range: r,
                 prot,
                 shared: perms[3] == b's',
                 flags: Vec::new(),
@@ -76,9 +120,9 @@ pub fn parse(text: &str) -> io::Result<Vec<Vma>> {
                 anonymous: 0,
                 swap: 0,
             });
-            continue;
+            return Ok(());
         }
-        let Some(vma) = out.last_mut() else { continue };
+        let Some(vma) = self.out.last_mut() else { return Ok(()) };
         let kib = || words.clone().next().and_then(|v| v.parse::<u64>().ok()).map_or(0, |v| v * 1024);
         match first {
             "Rss:" => vma.rss = kib(),
@@ -90,8 +134,8 @@ pub fn parse(text: &str) -> io::Result<Vec<Vma>> {
             }
             _ => {}
         }
+        Ok(())
     }
-    Ok(out)
 }
 
 /// What a range of pages is, as the kernel shows it or as the map says it should: reservation or

@@ -304,13 +304,10 @@ pub fn madvise_batching() -> Batching {
         if unsafe { map_fixed(addr, ps, Prot::RW, Fixed::Anonymous) }.is_ok() {
             for (how, pidfd) in [(Batching::PidfdSelf, Some(PIDFD_SELF_PROCESS)), (Batching::PidfdOpen, None)]
             {
-                let ok = [libc::MADV_FREE, libc::MADV_DONTNEED]
-                    .iter()
-                    .all(|a| {
-                        // SAFETY: the probe's own page.
-                        unsafe { process_madvise_raw(pidfd, &[(addr, ps)], *a) }
-                            .is_ok_and(|n| n == ps as usize)
-                    });
+                let ok = [libc::MADV_FREE, libc::MADV_DONTNEED].iter().all(|a| {
+                    // SAFETY: the probe's own page.
+                    unsafe { process_madvise_raw(pidfd, &[(addr, ps)], *a) }.is_ok_and(|n| n == ps as usize)
+                });
                 if ok {
                     found = how;
                     break;

@@ -54,7 +54,8 @@ pub(crate) fn shows_guards() -> bool {
             map_fixed(addr, ps, Prot::RW, Fixed::Anonymous).is_ok()
                 && advise(addr, ps, Advice::GuardInstall).is_ok()
         };
-        let shows = installed && guard_runs(addr..addr + ps).is_ok_and(|r| r.len() == 1 && r[0] == (addr..addr + ps));
+        let shows =
+            installed && guard_runs(addr..addr + ps).is_ok_and(|r| r.len() == 1 && r[0] == (addr..addr + ps));
         // SAFETY: as above.
         let _ = unsafe { unmap(addr, ps) };
         shows

@@ -53,6 +53,11 @@ impl Injection {
         self.remaining.store(after.unwrap_or(NO_FAILURE), Ordering::SeqCst);
     }
 
+    /// Whether a failure is still to come (the calls made so far did not reach it).
+    pub(crate) fn armed(&self) -> bool {
+        self.remaining.load(Ordering::SeqCst) != NO_FAILURE
+    }
+
     /// Counts one call; `Some((errno, mode))` when this one must fail.
     fn fire(&self) -> Option<(i32, FailureMode)> {
         match self.remaining.load(Ordering::Relaxed) {

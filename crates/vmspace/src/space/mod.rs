@@ -340,7 +340,7 @@ impl AddressSpace {
                 .map_err(|source| Error::Os { call: "mincore", source })?
                 * ps;
         }
-        let vmas = crate::smaps::read_self()
+        let vmas = crate::smaps::read_self_over(&owned)
             .map_err(|source| Error::Os { call: "read /proc/self/smaps", source })?;
         for vma in vmas {
             if vma.range.start < owned.end && vma.range.end > owned.start {
@@ -359,7 +359,7 @@ impl AddressSpace {
     pub fn kernel_differences(&self) -> Result<Vec<String>, Error> {
         // The write lock keeps the kernel still while smaps is read.
         let w = self.writer()?;
-        let vmas = crate::smaps::read_self()
+        let vmas = crate::smaps::read_self_over(self.shared.outer())
             .map_err(|source| Error::Os { call: "read /proc/self/smaps", source })?;
         let prot_guards = self.prot_guards();
         let guards = if !prot_guards && os::pagemap::shows_guards() {
@@ -402,6 +402,19 @@ impl AddressSpace {
     #[doc(hidden)]
     pub fn inject_failure(&self, n: Option<usize>, errno: i32, mode: FailureMode) {
         self.shared.inject.set(n.map(|n| n as u64), errno, mode);
+    }
+
+    /// Whether an injected failure is still to come: the calls since it was set did not reach it.
+    #[doc(hidden)]
+    pub fn injection_armed(&self) -> bool {
+        self.shared.inject.armed()
+    }
+
+    /// The same switch for the system calls recovery makes after a failed call: recovery must carry on
+    /// past a failing step and leave the map saying what the kernel has.
+    #[doc(hidden)]
+    pub fn inject_recovery_failure(&self, n: Option<usize>, errno: i32, mode: FailureMode) {
+        self.shared.inject_recovery.set(n.map(|n| n as u64), errno, mode);
     }
 
     fn prot_guards(&self) -> bool {

@@ -148,7 +148,8 @@ pub(super) fn adopt(
         doubt.iter().map(|r| r.start.max(m.min())..r.end.min(m.max())).filter(|r| r.start < r.end).collect();
     doubt.sort_by_key(|r| r.start);
     let joined = join(doubt);
-    let Ok(vmas) = smaps::read_self() else {
+    let over = joined.first().map_or(0, |r| r.start)..joined.last().map_or(0, |r| r.end);
+    let Ok(vmas) = smaps::read_self_over(&over) else {
         // Nothing to read the kernel with: say every doubtful range may differ.
         return joined;
     };

@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) maps: LeftRight<VmMap<Backing>>,
     /// Test hook: which system call fails, with which errno and how.
     pub(super) inject: Injection,
+    /// Test hook: the same for the calls recovery makes after a failure.
+    pub(super) inject_recovery: Injection,
     pub(super) opts: Options,
 }
 
@@ -64,7 +66,13 @@ pub(crate) fn reading_any() -> bool {
 
 impl Shared {
     pub(super) fn new(outer: Range<u64>, map: VmMap<Backing>, opts: Options) -> Shared {
-        Shared { outer, maps: LeftRight::new(map), inject: Injection::off(), opts }
+        Shared {
+            outer,
+            maps: LeftRight::new(map),
+            inject: Injection::off(),
+            inject_recovery: Injection::off(),
+            opts,
+        }
     }
 
     /// The whole reservation, guard pages included.
@@ -156,7 +164,7 @@ impl Shared {
             let fx = m.effects()[i].clone();
             if let Err(err) = k.effect(m, &fx) {
                 let done: Vec<Effect<Backing>> = m.effects()[..=i].to_vec();
-                let mut quiet = Kernel::new(None, self.opts, self.prot_guards());
+                let mut quiet = Kernel::new(Some(&self.inject_recovery), self.opts, self.prot_guards());
                 return Err((err, recover(&mut quiet, m, &done, &[])));
             }
         }
@@ -165,7 +173,7 @@ impl Shared {
             if let Err(err) = k.seal(&r) {
                 let done: Vec<Effect<Backing>> = m.effects().to_vec();
                 let tried: Vec<Range<u64>> = seal_ranges(&done).take(j + 1).collect();
-                let mut quiet = Kernel::new(None, self.opts, self.prot_guards());
+                let mut quiet = Kernel::new(Some(&self.inject_recovery), self.opts, self.prot_guards());
                 return Err((err, recover(&mut quiet, m, &done, &tried)));
             }
         }
