@@ -1,14 +1,18 @@
 //! Differential test against the kernel: random operation sequences on a real reservation; after every
 //! step `/proc/self/smaps` agrees with the map page by page (protection, shared/private, lo, dc, wf,
-//! dd, sr, rr, sl), and every page whose contents the semantics keep still holds what was written.
-//! `VMSPACE_DIFF_STEPS` sets the total number of steps (10,000 by default).
+//! dd, sr, rr, sl, reservation or memory, guard markers), and every page whose contents the semantics
+//! keep still holds what was written. `VMSPACE_DIFF_STEPS` sets the total number of steps (10,000 by
+//! default). A second run injects a failing system call into most steps — at a random call, with a
+//! random errno and shape, sometimes in the recovery too — and checks the same after each
+//! (`VMSPACE_FAIL_STEPS`, 80,000 by default, on two threads).
 
 use std::cell::Cell;
 use std::collections::HashMap;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use vmspace::{AddressSpace, Advice, Backing, EntryFlags, Inherit, MapSpec, Options, Prot};
+use vmspace::space::FailureMode;
+use vmspace::{AddressSpace, Advice, Backing, EntryFlags, Error, Inherit, MapSpec, Options, Prot};
 
 const PS: u64 = 4096;
 const PAGES: u64 = 48;
@@ -28,6 +32,7 @@ enum Op {
     Guard(u64, u64),
     Unguard(u64, u64),
     Seal(u64, u64),
+    Stack(u64, u64, u64),
 }
 
 fn range() -> impl Strategy<Value = (u64, u64)> {
@@ -56,6 +61,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => range().prop_map(|(a, b)| Op::Guard(a, b)),
         1 => range().prop_map(|(a, b)| Op::Unguard(a, b)),
         1 => (0..PAGES).prop_map(|p| Op::Seal(p, p + 1)),
+        1 => (0..PAGES - 8, 2..8u64, 1..3u64).prop_map(|(p, n, i)| Op::Stack(p, n, i.min(n))),
     ]
 }
 
@@ -118,12 +124,90 @@ impl Contents {
     }
 }
 
-fn run(s: &AddressSpace, ops: &[Op], tag: &mut u64) {
+/// A failing system call to inject before a step: call, errno, shape, and one in the recovery too.
+#[derive(Clone, Copy, Debug)]
+struct Failure {
+    call: usize,
+    errno: i32,
+    mode: FailureMode,
+    recovery: Option<usize>,
+}
+
+/// A few random bits per step (xorshift), so the failure plan is reproducible from the seed.
+fn failure(seed: &mut u64) -> Option<Failure> {
+    let mut next = || {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    };
+    if next() % 8 == 0 {
+        return None;
+    }
+    let errnos = [libc::ENOMEM, libc::EAGAIN, libc::EPERM, libc::EINVAL, libc::EACCES];
+    let modes = [FailureMode::Before, FailureMode::After, FailureMode::Half];
+    Some(Failure {
+        // Most operations make one or two calls: fail the first ones most often.
+        call: [0, 0, 0, 0, 1, 1, 2, 3][(next() % 8) as usize],
+        errno: errnos[(next() % 5) as usize],
+        mode: modes[(next() % 3) as usize],
+        recovery: (next() % 4 == 0).then(|| (next() % 4) as usize),
+    })
+}
+
+/// `op` with its range moved into the run of mapped pages at or after its start (unchanged if there
+/// is none, or for operations that want free space).
+fn fit(s: &AddressSpace, op: &Op) -> Op {
+    let base = s.range().start;
+    let page = |a: u64| (a - base) / PS;
+    let runs: Vec<(u64, u64)> = s.regions().iter().fold(Vec::new(), |mut v: Vec<(u64, u64)>, e| {
+        match v.last_mut() {
+            Some(r) if r.1 == page(e.start) => r.1 = page(e.end),
+            _ => v.push((page(e.start), page(e.end))),
+        }
+        v
+    });
+    let moved = |a: u64, b: u64| {
+        let Some(&(lo, hi)) = runs.iter().find(|r| r.1 > a).or(runs.first()) else { return (a, b) };
+        let start = a.clamp(lo, hi - 1);
+        (start, (start + (b - a)).min(hi))
+    };
+    match op.clone() {
+        Op::Unmap(a, b) => with(moved(a, b), Op::Unmap),
+        Op::Protect(a, b, p) => with(moved(a, b), |a, b| Op::Protect(a, b, p)),
+        Op::ProtectMax(a, b, p) => with(moved(a, b), |a, b| Op::ProtectMax(a, b, p)),
+        Op::Inherit(a, b, i) => with(moved(a, b), |a, b| Op::Inherit(a, b, i)),
+        Op::Madvise(a, b, v) => with(moved(a, b), |a, b| Op::Madvise(a, b, v)),
+        Op::Wire(a, b) => with(moved(a, b), Op::Wire),
+        Op::Unwire(a, b) => with(moved(a, b), Op::Unwire),
+        Op::Guard(a, b) => with(moved(a, b), Op::Guard),
+        Op::Unguard(a, b) => with(moved(a, b), Op::Unguard),
+        Op::Seal(a, b) => with(moved(a, b), |a, _| Op::Seal(a, a + 1)),
+        other => other,
+    }
+}
+
+fn with((a, b): (u64, u64), f: impl FnOnce(u64, u64) -> Op) -> Op {
+    f(a, b)
+}
+
+/// Runs `ops` on `s`; with `seed`, injects failures into most steps. Returns the steps where an
+/// injected failure was reached.
+fn run(s: &AddressSpace, ops: &[Op], tag: &mut u64, mut seed: Option<u64>) -> u64 {
     let base = s.range().start;
     let r = |a: u64, b: u64| base + a * PS..base + b * PS;
     let mut contents = Contents(HashMap::new());
+    let mut reached = 0;
     for (step, op) in ops.iter().enumerate() {
         let before = s.regions();
+        let plan = seed.as_mut().and_then(failure);
+        if let Some(f) = plan {
+            s.inject_failure(Some(f.call), f.errno, f.mode);
+            s.inject_recovery_failure(f.recovery, libc::ENOMEM, f.mode);
+        }
+        // Under injection, aim range operations at mapped memory, so most of them reach the kernel.
+        let fitted = if plan.is_some() { fit(s, op) } else { op.clone() };
+        let op = &fitted;
         let result = match op {
             Op::Map(n, sh) => s.map(n * PS, spec(*sh, n * PS)).map(|a| {
                 contents.forget(s, (a - base) / PS..(a - base) / PS + n, true);
@@ -145,20 +229,52 @@ fn run(s: &AddressSpace, ops: &[Op], tag: &mut u64) {
             Op::Guard(a, b) => s.guard(r(*a, *b)).map(|_| contents.forget(s, *a..*b, false)),
             Op::Unguard(a, b) => s.unguard(r(*a, *b)),
             Op::Seal(a, b) => s.seal(r(*a, *b)),
+            Op::Stack(a, n, i) => s.stack_at(base + a * PS, n * PS, i * PS, spec(false, 0)).map(|m| {
+                contents.forget(s, (m.start - base) / PS..(m.end - base) / PS, true);
+            }),
         };
-        if result.is_err() {
-            assert_eq!(s.regions(), before, "step {step}: {op:?} failed ({result:?}) but changed the map");
+        let fired = plan.is_some() && !s.injection_armed();
+        s.inject_failure(None, libc::ENOMEM, FailureMode::Before);
+        s.inject_recovery_failure(None, libc::ENOMEM, FailureMode::Before);
+        if fired {
+            reached += 1;
+            assert!(result.is_err(), "step {step}: {op:?} under {plan:?} succeeded");
+        }
+        match &result {
+            Ok(_) => {}
+            Err(Error::Incomplete { kept, .. }) => {
+                // The kernel kept part of the call there: whatever was in those pages may be gone.
+                for k in kept {
+                    contents.forget(s, (k.start - base) / PS..(k.end - base) / PS, false);
+                }
+            }
+            Err(e) => {
+                assert_eq!(
+                    s.regions(),
+                    before,
+                    "step {step}: {op:?} under {plan:?} failed ({e:?}) but changed the map"
+                );
+                // Advice that drops contents may have run before the failure was reported.
+                if let (
+                    Op::Madvise(a, b, Advice::DontNeed | Advice::Free) | Op::Guard(a, b),
+                    Error::Os { .. },
+                ) = (op, e)
+                {
+                    contents.forget(s, *a..*b, false);
+                }
+            }
         }
         let d = s.kernel_differences().unwrap();
         assert!(
             d.is_empty(),
-            "step {step}: {op:?} → {result:?}: map and kernel disagree:\n{}\n{s}",
+            "step {step}: {op:?} under {plan:?} → {result:?}: map and kernel disagree:\n{}\n{s}",
             d.join("\n")
         );
         s.with_map(|m| m.check_invariants()).unwrap();
         *tag += 1;
         contents.check_and_write(s, step, *tag);
     }
+    reached
 }
 
 #[test]
@@ -176,10 +292,45 @@ fn kernel_agrees_with_the_map_after_every_step() {
             let opts = Options { guard_fallback: n.get() % 2 == 0, ..Options::default() };
             let s = AddressSpace::reserve_with(PAGES * PS, opts).unwrap();
             let mut t = tag.get();
-            run(&s, &ops, &mut t);
+            run(&s, &ops, &mut t, None);
             tag.set(t);
             Ok(())
         })
         .unwrap();
     assert!(tag.get() >= steps as u64, "ran {} steps", tag.get());
+}
+
+#[test]
+fn injected_failures_at_random_keep_map_and_kernel_equal() {
+    let steps: usize =
+        std::env::var("VMSPACE_FAIL_STEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(80_000);
+    let reached = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|sc| {
+        for thread in 0..2u64 {
+            let reached = &reached;
+            sc.spawn(move || {
+                let cases = (steps / 2).div_ceil(STEPS_PER_CASE) as u32;
+                let mut runner =
+                    TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+                let n = Cell::new(0u64);
+                runner
+                    .run(&prop::collection::vec(op(), STEPS_PER_CASE), |ops| {
+                        n.set(n.get() + 1);
+                        let opts = Options { guard_fallback: n.get() % 2 == 0, ..Options::default() };
+                        let s = AddressSpace::reserve_with(PAGES * PS, opts).unwrap();
+                        let mut tag = n.get() << 20 | thread << 60;
+                        let seed = 0x9e37_79b9_7f4a_7c15 ^ tag;
+                        let r = run(&s, &ops, &mut tag, Some(seed));
+                        reached.fetch_add(r, std::sync::atomic::Ordering::Relaxed);
+                        Ok(())
+                    })
+                    .unwrap();
+            });
+        }
+    });
+    let reached = reached.into_inner();
+    eprintln!(
+        "random failure injection: {steps} steps, {reached} with an injected failure reached, 0 divergences"
+    );
+    assert!(reached >= steps as u64 / 8, "only {reached} of {steps} steps reached their injected failure");
 }
