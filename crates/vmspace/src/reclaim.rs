@@ -383,7 +383,7 @@ impl ReclaimRing {
             drained = core.reclaim(&mut st, live - capacity as u64, u64::MAX)?;
         }
         let r = vmspace_core::reclaim::resize(&mut self.producer, &mut st.consumer, capacity, |_, _, _| {
-            Err::<(), i32>(libc::EAGAIN)
+            Err::<(), i32>(ring::EAGAIN)
         })?;
         add_report(&mut drained, &r.drained);
         Ok(ResizeReport { drained, moved: r.moved })

@@ -23,7 +23,8 @@ fn process_lock() -> MutexGuard<'static, ()> {
 /// Read-write private memory of `len` bytes (outside any AddressSpace: for unbound rings).
 fn arena(len: u64) -> u64 {
     let a = os::reserve(len).unwrap();
-    os::map_fixed(a, len, Prot::RW, os::Fixed::Anonymous).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::map_fixed(a, len, Prot::RW, os::Fixed::Anonymous) }.unwrap();
     a
 }
 
@@ -140,7 +141,8 @@ fn argument_matrix() {
     assert_eq!(ring.try_cancel(id, big, 2 * PS, a).unwrap().state, ReclaimState::Deallocated);
     drop(ring);
     // The flush unmapped `big..big + 2 * PS`; unmapping it again could hit another thread's new mapping.
-    os::unmap(big + 2 * PS, (3 << 32) - 2 * PS).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::unmap(big + 2 * PS, (3 << 32) - 2 * PS) }.unwrap();
 }
 
 #[test]
@@ -188,7 +190,8 @@ fn free_then_cancel_is_reusable_and_readable() {
     let _ = ring.flush(8).unwrap();
     assert!(ring.try_cancel(id, a, 8 * PS, Action::Free).unwrap().state.is_reusable());
     assert_eq!(read(a + 3 * PS), 0);
-    os::unmap(a, 8 * PS).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::unmap(a, 8 * PS) }.unwrap();
 }
 
 #[test]
@@ -211,7 +214,8 @@ fn fill_to_capacity_then_no_id() {
     assert!(ring.is_empty());
     // Flush an empty ring: success, nothing.
     assert_eq!(ring.flush(5).unwrap().processed(), 0);
-    os::unmap(a, PS).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::unmap(a, PS) }.unwrap();
 }
 
 #[test]
@@ -240,7 +244,8 @@ fn ids_wrap_across_capacities() {
         let _ = ring.drain().unwrap();
         assert!(ring.is_empty());
     }
-    os::unmap(a, PS).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::unmap(a, PS) }.unwrap();
 }
 
 #[test]
@@ -267,7 +272,8 @@ fn resize_keeps_live_entries_or_drains_only_the_overflow() {
         ReclaimState::Unreclaimed
     );
     drop(ring);
-    os::unmap(a, 16 * PS).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::unmap(a, 16 * PS) }.unwrap();
 }
 
 #[test]
@@ -309,7 +315,8 @@ fn working_set_trims_after_idle_periods() {
     assert!(wait_until(Duration::from_secs(5), || ring.reclaimable_bytes() <= 8 * PS), "{:?}", ring.stats());
     assert!(ring.stats().passes > 1);
     drop(ring);
-    os::unmap(a, 64 * PS).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::unmap(a, 64 * PS) }.unwrap();
 }
 
 #[test]
@@ -326,7 +333,8 @@ fn max_age_reclaims_old_entries_only() {
     assert!(r.wait_pass(Duration::from_secs(1)));
     assert_eq!(ring.query_state(young, Action::Free).unwrap(), ReclaimState::Unreclaimed);
     drop(ring);
-    os::unmap(a, 2 * PS).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::unmap(a, 2 * PS) }.unwrap();
 }
 
 #[test]
@@ -353,7 +361,8 @@ fn pressure_drains_through_an_injected_source() {
     assert!(r.stats().pressure_passes > 0);
     // A floor keeps some.
     drop(r);
-    os::unmap(a, 16 * PS).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::unmap(a, 16 * PS) }.unwrap();
 }
 
 #[test]
@@ -393,7 +402,8 @@ fn bound_ring_keeps_the_space_equal_to_the_kernel() {
         let mapped = space.lookup_entry(a).is_some();
         assert_eq!(mapped, i % 2 == 1, "region {i}");
     }
-    os::unmap(outside, PS).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::unmap(outside, PS) }.unwrap();
 }
 
 #[test]
@@ -421,7 +431,8 @@ fn batching_makes_fewer_system_calls() {
     if os::madvise_batching() != os::Batching::None {
         assert!(calls[0] <= 2, "{calls:?}");
     }
-    os::unmap(a, 2 * n * PS).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::unmap(a, 2 * n * PS) }.unwrap();
 }
 
 /// Threads with rings of their own and one real reclaimer thread trimming to a tiny budget. DONTNEED
@@ -494,7 +505,8 @@ fn stress_cancel_against_the_reclaimer_thread() {
                         let _ = ring.update_kernel_accounting();
                     }
                     drop(ring);
-                    os::unmap(a, N * PS).unwrap();
+                    // SAFETY: the test's own memory; nothing holds a reference into it.
+                    unsafe { os::unmap(a, N * PS) }.unwrap();
                     (busy.len() as u64, cancels)
                 })
             })

@@ -40,7 +40,8 @@ fn deallocate_then_cancel_faults_and_free_keeps_the_mapping() {
     let mut ring = ReclaimRing::builder().reclaimer(&r).build().unwrap();
     let len = 4 * PS;
     let a = os::reserve(2 * len).unwrap();
-    os::map_fixed(a, 2 * len, Prot::RW, os::Fixed::Anonymous).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::map_fixed(a, 2 * len, Prot::RW, os::Fixed::Anonymous) }.unwrap();
     let (d, f) = (a, a + len);
     for p in [d, f] {
         // SAFETY: just mapped read-write above.
@@ -61,5 +62,6 @@ fn deallocate_then_cancel_faults_and_free_keeps_the_mapping() {
     assert!(signalled.is_none() && matches!(exited, Some(0) | Some(3)), "freed memory stays mapped");
     drop(ring);
     // `d` is already unmapped by the ring; only `f` is still ours.
-    os::unmap(f, len).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::unmap(f, len) }.unwrap();
 }

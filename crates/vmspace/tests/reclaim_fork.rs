@@ -121,7 +121,8 @@ fn fork_inherits_the_ring_and_not_the_reclaimer() {
     ring.attach(&r).unwrap();
     let n = 8;
     let a = os::reserve(n * PS).unwrap();
-    os::map_fixed(a, n * PS, Prot::RW, os::Fixed::Anonymous).unwrap();
+    // SAFETY: the test's own memory; nothing holds a reference into it.
+    unsafe { os::map_fixed(a, n * PS, Prot::RW, os::Fixed::Anonymous) }.unwrap();
     for i in 0..n {
         write(a + i * PS, 100 + i);
         assert_eq!(ring.try_enter(a + i * PS, PS, Action::Deallocate, None).unwrap().id, Some(ReclaimId(i)));

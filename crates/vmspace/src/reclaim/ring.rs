@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use rustix::io::Errno;
+
 use vmspace_core::Prot;
 use vmspace_core::reclaim::{
     Action, CHUNK_SIZE, Consumer, ReclaimError, ReclaimReport, RingMemory, RingView, ring_bytes,
@@ -106,7 +108,8 @@ impl Mapping {
         let addr = os::reserve(map_len).map_err(|_| ReclaimError::ResourceShortage)?;
         let m =
             Mapping { addr, map_len, raw: RawRing { ptr: addr as usize as *mut u8, len: bytes as usize } };
-        os::map_fixed(addr, map_len, Prot::RW, Fixed::Anonymous)
+        // SAFETY: the reservation just made for the ring, known to no one else.
+        unsafe { os::map_fixed(addr, map_len, Prot::RW, Fixed::Anonymous) }
             .map_err(|_| ReclaimError::ResourceShortage)?;
         // SAFETY: the range was just mapped read-write for `map_len >= bytes` bytes and nothing else
         // refers to it yet.
@@ -129,7 +132,8 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        let _ = os::unmap(self.addr, self.map_len);
+        // SAFETY: the ring's own mapping; dropping the `Mapping` ends every use of it.
+        let _ = unsafe { os::unmap(self.addr, self.map_len) };
     }
 }
 
@@ -180,6 +184,12 @@ pub(crate) static PROCESS_RING: AtomicBool = AtomicBool::new(false);
 const BATCH_MAX: usize = os::MADVISE_BATCH_MAX;
 /// How many aborted chunks (a concurrent cancel) a pass retries, yielding between tries.
 const ABORT_RETRIES: u32 = 100_000;
+
+/// The raw `errno` values reports carry, from rustix (only `os` talks to the C library directly).
+pub(crate) const EAGAIN: i32 = Errno::AGAIN.raw_os_error();
+const EFAULT: i32 = Errno::FAULT.raw_os_error();
+const EIO: i32 = Errno::IO.raw_os_error();
+const EINVAL: i32 = Errno::INVAL.raw_os_error();
 
 impl RingCore {
     #[allow(clippy::too_many_arguments)]
@@ -390,14 +400,16 @@ impl Target {
         let mut free_idx = Vec::new();
         for (i, &(start, len, action)) in batch.iter().enumerate() {
             if !inside(start, len) {
-                failed.push((i, libc::EFAULT));
+                failed.push((i, EFAULT));
             } else if action == Action::Free {
                 frees.push((start, len));
                 free_idx.push(i);
             }
         }
         if !frees.is_empty() {
-            let (c, f) = os::advise_many(&frees, advice == FreeAdvice::Free, batching);
+            // SAFETY: ranges the producer entered: by `try_enter`'s contract it holds no reference into
+            // them until it cancels, and a cancel waits for this pass.
+            let (c, f) = unsafe { os::advise_many(&frees, advice == FreeAdvice::Free, batching) };
             calls += c;
             failed.extend(f.into_iter().map(|(j, e)| (free_idx[j], e)));
         }
@@ -408,11 +420,12 @@ impl Target {
                 calls += 1;
                 let r = match self {
                     Target::Unbound => {
-                        os::unmap(start, end - start).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+                        // SAFETY: as for the frees above.
+                        unsafe { os::unmap(start, end - start) }.map_err(|e| e.raw_os_error().unwrap_or(EIO))
                     }
                     Target::Space(s) => s.unmap(start..end).map_err(|e| match e {
-                        crate::Error::Os { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-                        _ => libc::EINVAL,
+                        crate::Error::Os { source, .. } => source.raw_os_error().unwrap_or(EIO),
+                        _ => EINVAL,
                     }),
                 };
                 if let Err(e) = r {
