@@ -37,6 +37,16 @@
 //! inherited too (the child cannot allocate a second ring). A parent's [`Reclaimer`] thread does not
 //! exist in the child and never acts on the child's memory: the child spawns its own if it wants one.
 //! Fork only from a thread that is not inside a call on the ring (as with [`crate::fork::fork`]).
+//!
+//! # Hostile rings
+//!
+//! The ring's memory is ordinary memory of the process, so a stray write can change it. No call waits
+//! on it without a bound: the protocol's loops are bounded by the capacity (see
+//! `vmspace_core::reclaim`), a pass passes at most `capacity` ids and retries a pulled-back `tail` a
+//! bounded number of times, and a `Freed` / `Deallocated` answer waits for this process's reclaimer
+//! with a bounded spin and then its lock, after which a header that claims a reclaim nobody made is
+//! `InvalidRing`. The reclaimer never follows a header that fails validation, and a bound ring never
+//! acts outside its space.
 
 mod policy;
 pub mod pressure;
@@ -55,7 +65,7 @@ pub use vmspace_core::reclaim::{
     ReclaimId, ReclaimReport, ReclaimState, ResizeReport, ring_bytes,
 };
 
-use ring::{Mapping, PROCESS_RING, RawRing, RingCore, Target, add_report, empty_report};
+use ring::{Mapping, PROCESS_RING, RawRing, RingCore, Settled, Target, add_report, empty_report};
 
 use crate::{AddressSpace, os};
 
@@ -271,9 +281,11 @@ impl ReclaimRing {
 
     /// Change the ring's policy (takes effect at the next pass or accounting update).
     pub fn set_policy(&mut self, policy: Policy) {
-        let core = self.core();
         self.policy = policy;
-        core.lock().policy = policy;
+        // A fork child whose inherited ring cannot be adopted reclaims nothing: only our copy matters.
+        if let Ok(core) = self.core() {
+            core.lock().policy = policy;
+        }
     }
 
     /// Counters over the ring's life.
@@ -316,11 +328,14 @@ impl ReclaimRing {
     /// region entered as `id` back. Reuse it only if `state.is_reusable()`: `Unreclaimed` (contents
     /// intact) or `Freed` (mapped, contents undefined); `Busy` and `Deallocated` mean it is gone. No
     /// system call, except that an answer of `Freed`/`Deallocated` waits until this process's reclaimer
-    /// has finished the `madvise`/`munmap` of that id (microseconds at most).
+    /// has finished the `madvise`/`munmap` of that id (microseconds at most; at the longest, until the
+    /// reclaim pass in progress ends).
     ///
     /// Misuse is an error, not a trap: an id never entered, `ReclaimId::NULL` or a double cancel →
     /// `InvalidId`; address, size or action that differ from the entry → `InvalidArgument`;
-    /// `size > u32::MAX` → `InvalidRegionSize`.
+    /// `size > u32::MAX` → `InvalidRegionSize`. A shared header that says the id was reclaimed when
+    /// this process's reclaimer never reclaimed it (a scribbled `head`) → `InvalidRing`: the region's
+    /// state is then unknown, so do not reuse it.
     pub fn try_cancel(
         &mut self,
         id: ReclaimId,
@@ -330,31 +345,34 @@ impl ReclaimRing {
     ) -> Result<Cancelled, ReclaimError> {
         let c = self.producer.try_cancel(id, address, size, action)?;
         if matches!(c.state, ReclaimState::Freed | ReclaimState::Deallocated) {
-            self.wait_applied(id);
+            self.wait_applied(id)?;
         }
         Ok(c)
     }
 
     /// `mach_vm_reclaim_query_state(ring, id, action, &state)`: the state of `id` now (racy by nature:
     /// `Unreclaimed` may turn `Busy` at once). `Freed`/`Deallocated` are told apart by `action`, as in
-    /// xnu; an id never entered is `InvalidId`. Use [`ReclaimState::is_reusable`]
-    /// (`mach_vm_reclaim_is_reusable`) on the answer.
+    /// xnu; an id never entered is `InvalidId`; a header that claims a reclaim this process's reclaimer
+    /// never made is `InvalidRing` (as for [`try_cancel`](Self::try_cancel)). Use
+    /// [`ReclaimState::is_reusable`] (`mach_vm_reclaim_is_reusable`) on the answer.
     pub fn query_state(&self, id: ReclaimId, action: Action) -> Result<ReclaimState, ReclaimError> {
         let s = self.producer.query_state(id, action)?;
         if matches!(s, ReclaimState::Freed | ReclaimState::Deallocated) {
-            self.wait_applied_shared(id);
+            self.wait_applied_shared(id)?;
         }
         Ok(s)
     }
 
     /// `mach_vm_reclaim_ring_flush(ring, n)`: reclaim the `n` oldest ids now (or until the ring is empty;
-    /// an empty ring is success). `n` may exceed the capacity. A chunk a concurrent cancel aborts is
-    /// retried, yielding. Errors: `n == 0` → `InvalidArgument`; a corrupted ring → `InvalidRing`.
+    /// an empty ring is success). `n` may exceed the capacity; one call passes at most `capacity` ids,
+    /// which is every id in the ring. A chunk a concurrent cancel aborts is retried a bounded number of
+    /// times, yielding (then the report says `aborted`). Errors: `n == 0` → `InvalidArgument`; a
+    /// corrupted ring → `InvalidRing`.
     pub fn flush(&mut self, n: u64) -> Result<Report, ReclaimError> {
         if n == 0 {
             return Err(ReclaimError::InvalidArgument);
         }
-        let core = self.core();
+        let core = self.core()?;
         let mut st = core.lock();
         core.reclaim(&mut st, n, u64::MAX)
     }
@@ -371,7 +389,7 @@ impl ReclaimRing {
     /// (reported in `drained`). Errors: a bad capacity → `InvalidCapacity`; a corrupted ring →
     /// `InvalidRing`; no memory for the move → `ResourceShortage`.
     pub fn resize(&mut self, capacity: u32) -> Result<ResizeReport<i32>, ReclaimError> {
-        let core = self.core();
+        let core = self.core()?;
         let mut st = core.lock();
         if capacity == 0 || capacity > self.max_capacity() {
             return Err(ReclaimError::InvalidCapacity);
@@ -384,7 +402,11 @@ impl ReclaimRing {
         }
         let r = vmspace_core::reclaim::resize(&mut self.producer, &mut st.consumer, capacity, |_, _, _| {
             Err::<(), i32>(ring::EAGAIN)
-        })?;
+        });
+        // Whatever the core's own overflow flush passed (normally nothing) counts as done: it made no
+        // system call, and its failures are in the report.
+        core.publish(&st);
+        let r = r?;
         add_report(&mut drained, &r.drained);
         Ok(ResizeReport { drained, moved: r.moved })
     }
@@ -395,7 +417,7 @@ impl ReclaimRing {
     /// dropping your own locks. Returns what the trim reclaimed.
     pub fn update_kernel_accounting(&mut self) -> Result<Report, ReclaimError> {
         let _reported = self.producer.accounting_report();
-        let core = self.core();
+        let core = self.core()?;
         let mut st = core.lock();
         core.run_policy(&mut st, Instant::now())
     }
@@ -403,21 +425,27 @@ impl ReclaimRing {
     /// Serve this ring from `reclaimer`'s thread as well (a ring may be attached to several).
     /// `NotSupported` for a fork child's inherited reclaimer (its thread does not exist here).
     pub fn attach(&mut self, reclaimer: &Reclaimer) -> Result<(), ReclaimError> {
-        let core = self.core();
+        if reclaimer.is_inherited() {
+            return Err(ReclaimError::NotSupported);
+        }
+        let core = self.core()?;
         if reclaimer.add(&core) { Ok(()) } else { Err(ReclaimError::NotSupported) }
     }
 
-    /// The core, after adopting the ring if we are a fork child holding the parent's.
-    fn core(&mut self) -> Arc<RingCore> {
-        if self.core.forked() {
-            self.adopt();
+    /// The core, after adopting the ring if we are a fork child holding the parent's. `InvalidRing` when
+    /// we are a fork child and the inherited ring fails validation: the inherited core's reclaim lock
+    /// may be held by a parent thread that does not exist here, so it must not be taken.
+    fn core(&mut self) -> Result<Arc<RingCore>, ReclaimError> {
+        if self.core.forked() && !self.adopt() {
+            return Err(ReclaimError::InvalidRing);
         }
-        Arc::clone(&self.core)
+        Ok(Arc::clone(&self.core))
     }
 
     /// In a fork child: a reclaiming state of our own over the inherited copy of the ring. The parent's
     /// core (whose lock a parent thread may have held at the fork) is leaked, never touched again.
-    fn adopt(&mut self) {
+    /// Returns whether we have a core of our own now.
+    fn adopt(&mut self) -> bool {
         let old = &self.core;
         let ps = os::page_size();
         let raw = old.mapping.raw;
@@ -425,9 +453,9 @@ impl ReclaimRing {
         let target = old.target.clone();
         let (advice, batching, process_wide) = (old.advice, old.batching, old.process_wide);
         // The fork may have caught a pass mid-chunk: attaching resets `busy` to `head`, and those entries
-        // are reclaimed again here. A ring that fails validation keeps the inherited state (it was
-        // corrupted before the fork; every reclaim of it answers InvalidRing).
-        let Ok(consumer) = Consumer::attach(raw, ps) else { return };
+        // are reclaimed again here. A ring that fails validation keeps the inherited state, which is
+        // never locked (it was corrupted before the fork; every reclaiming call answers InvalidRing).
+        let Ok(consumer) = Consumer::attach(raw, ps) else { return false };
         // The child's mapping: same address and length; the parent's `Mapping` value is leaked with its core.
         let range = old.mapping.range();
         let mapping = ring::Mapping::adopt(range, raw);
@@ -443,39 +471,34 @@ impl ReclaimRing {
         ));
         let old = std::mem::replace(&mut self.core, core);
         std::mem::forget(old);
+        true
     }
 
-    /// Wait until the reclaimer's system call for `id` (which the protocol reports reclaimed) is done.
-    fn wait_applied(&mut self, id: ReclaimId) {
-        let mut spins = 0u32;
-        while self.core.applied.load(Ordering::Acquire) <= id.0 {
-            spins += 1;
-            if spins % 64 == 0 {
-                if self.core.forked() {
-                    // Forked in the middle of a pass: that pass never finishes here.
-                    self.adopt();
-                    return;
-                }
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
+    /// Wait until the reclaimer's system call for `id` (which the shared `head` reports reclaimed) is
+    /// done: a bounded spin on `applied`, then the reclaim lock — the pass that published that `head`
+    /// publishes `applied` before it lets the lock go, so once we hold the lock `applied` has passed every
+    /// id this process's reclaimer has reclaimed. If it still has not passed `id`, the `head` we were
+    /// shown did not come from our reclaimer: `InvalidRing`. A fork child adopts the ring instead (the
+    /// pass it inherited never finishes here).
+    fn wait_applied(&mut self, id: ReclaimId) -> Result<(), ReclaimError> {
+        match self.core.settle(id) {
+            Settled::Applied => return Ok(()),
+            Settled::Forked | Settled::Pending => {}
         }
+        let core = self.core()?;
+        let _st = core.lock();
+        if core.applied.load(Ordering::Acquire) > id.0 { Ok(()) } else { Err(ReclaimError::InvalidRing) }
     }
 
-    fn wait_applied_shared(&self, id: ReclaimId) {
-        let mut spins = 0u32;
-        while self.core.applied.load(Ordering::Acquire) <= id.0 {
-            spins += 1;
-            if spins % 64 == 0 {
-                if self.core.forked() {
-                    return;
-                }
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
+    /// [`wait_applied`](Self::wait_applied) for `&self`: a fork child cannot adopt here, and keeps the
+    /// answer (its inherited pass never finishes, and the inherited lock must not be taken).
+    fn wait_applied_shared(&self, id: ReclaimId) -> Result<(), ReclaimError> {
+        match self.core.settle(id) {
+            Settled::Applied | Settled::Forked => return Ok(()),
+            Settled::Pending => {}
         }
+        let _st = self.core.lock();
+        if self.core.applied.load(Ordering::Acquire) > id.0 { Ok(()) } else { Err(ReclaimError::InvalidRing) }
     }
 }
 

@@ -6,7 +6,8 @@
 //! a producer can see an id reclaimed before this process has issued its `munmap` or `madvise`;
 //! [`ReclaimRing`](super::ReclaimRing) therefore waits for `applied` to pass an id before it reports
 //! `Freed` or `Deallocated`, and a caller who reuses a `Freed` region never races the `MADV_FREE` that
-//! reclaims it.
+//! reclaims it. That wait is bounded ([`RingCore::settle`], then the reclaim lock, which every pass
+//! releases only after publishing `applied`), and so is every pass ([`RingCore::reclaim`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,7 +17,7 @@ use rustix::io::Errno;
 
 use vmspace_core::Prot;
 use vmspace_core::reclaim::{
-    Action, CHUNK_SIZE, Consumer, ReclaimError, ReclaimReport, RingMemory, RingView, ring_bytes,
+    Action, CHUNK_SIZE, Consumer, ReclaimError, ReclaimId, ReclaimReport, RingMemory, RingView, ring_bytes,
 };
 
 use super::policy::{AUTOTRIM_PERCENT, AgeLog, Estimator, Policy};
@@ -182,14 +183,29 @@ pub(crate) static PROCESS_RING: AtomicBool = AtomicBool::new(false);
 
 /// The most ranges gathered before the system calls of a pass go out.
 const BATCH_MAX: usize = os::MADVISE_BATCH_MAX;
-/// How many aborted chunks (a concurrent cancel) a pass retries, yielding between tries.
-const ABORT_RETRIES: u32 = 100_000;
+/// How many aborted chunks (a concurrent cancel) a pass retries, yielding every 16th time. A cancel
+/// holds `tail` pulled back for a few instructions, so an honest ring needs a try or two; if the
+/// producer was preempted mid-cancel (or the header is scribbled so), the pass gives up with `aborted`
+/// and nothing is lost: the entries stay for the next pass.
+const ABORT_RETRIES: u32 = 4096;
+/// How long [`RingCore::settle`] spins (yielding every 64th round) before it takes the reclaim lock.
+const SETTLE_SPINS: u32 = 1024;
 
 /// The raw `errno` values reports carry, from rustix (only `os` talks to the C library directly).
 pub(crate) const EAGAIN: i32 = Errno::AGAIN.raw_os_error();
 const EFAULT: i32 = Errno::FAULT.raw_os_error();
 const EIO: i32 = Errno::IO.raw_os_error();
 const EINVAL: i32 = Errno::INVAL.raw_os_error();
+
+/// How [`RingCore::settle`] ended.
+pub(crate) enum Settled {
+    /// `applied` passed the id: its system call is done.
+    Applied,
+    /// This core is a fork parent's: its pass never finishes here.
+    Forked,
+    /// Not yet after the bounded spin: take the reclaim lock and look again.
+    Pending,
+}
 
 impl RingCore {
     #[allow(clippy::too_many_arguments)]
@@ -239,6 +255,39 @@ impl RingCore {
         self.pid != std::process::id()
     }
 
+    /// Spin (a bounded number of rounds, yielding now and then) until `applied` passes `id`: the
+    /// common case of a pass that has published `head` and is issuing its system calls. Never waits
+    /// longer than [`SETTLE_SPINS`] rounds, whatever the ring says.
+    pub(crate) fn settle(&self, id: ReclaimId) -> Settled {
+        for spins in 0..SETTLE_SPINS {
+            if self.applied.load(Ordering::Acquire) > id.0 {
+                return Settled::Applied;
+            }
+            if spins % 64 == 63 {
+                if self.forked() {
+                    return Settled::Forked;
+                }
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        if self.applied.load(Ordering::Acquire) > id.0 {
+            Settled::Applied
+        } else if self.forked() {
+            Settled::Forked
+        } else {
+            Settled::Pending
+        }
+    }
+
+    /// Publish what the consumer has passed: `applied` and the reclaimed bytes (every system call of
+    /// those ids made, or its failure counted).
+    pub(crate) fn publish(&self, st: &Reclaiming) {
+        self.reclaimed_bytes.store(st.base.saturating_add(st.consumer.reclaimed_bytes()), Ordering::Release);
+        self.applied.store(st.consumer.head(), Ordering::Release);
+    }
+
     /// The producer's uncancelled bytes (`va_in_buffer`, the header's first field), read live: the
     /// reclaimer is in the same process, so it needs no report to know it.
     pub(crate) fn uncancelled(&self) -> u64 {
@@ -257,12 +306,18 @@ impl RingCore {
     /// Reclaim the oldest entries until `max_entries` ids are passed, `max_bytes` entered bytes are
     /// reclaimed, or the ring is empty. System calls are gathered and issued in batches (at most
     /// `BATCH_MAX` ranges, and always before the pass returns).
+    ///
+    /// Bounded whatever the shared header says: a pass passes at most `capacity` ids (every id in the
+    /// ring when it starts, since `tail - head <= capacity`; a producer appending meanwhile waits for
+    /// the next pass) and retries at most `ABORT_RETRIES` aborted chunks; every other round passes at
+    /// least one id or ends the pass.
     pub(crate) fn reclaim(
         &self,
         st: &mut Reclaiming,
         max_entries: u64,
         max_bytes: u64,
     ) -> Result<Report, ReclaimError> {
+        let max_entries = max_entries.min(st.consumer.capacity() as u64);
         let mut total = empty_report();
         let mut aborts = 0u32;
         // With a byte limit, claim one entry at a time so the trim stops close to the limit.
@@ -326,8 +381,7 @@ impl RingCore {
             }
             st.batch.clear();
         }
-        self.reclaimed_bytes.store(st.base.saturating_add(st.consumer.reclaimed_bytes()), Ordering::Release);
-        self.applied.store(st.consumer.head(), Ordering::Release);
+        self.publish(st);
     }
 
     /// One pass of the ring's [`Policy`] at `now` (xnu's `RECLAIM_GC_TRIM` for one ring, and the trim
@@ -336,7 +390,10 @@ impl RingCore {
         let mut total = empty_report();
         let policy = st.policy;
         if let Some(age) = policy.max_age {
-            st.ages.record(now, self.view().indices().tail);
+            // The shared tail as far as it can be true (the reclaimer never claims beyond a capacity
+            // past its head): one scribbled far ahead must not stop the log for good.
+            let most = st.consumer.head().saturating_add(st.consumer.capacity() as u64);
+            st.ages.record(now, self.view().indices().tail.min(most));
             if let Some(below) = st.ages.expired_below(now, age) {
                 let head = st.consumer.head();
                 if below > head {
