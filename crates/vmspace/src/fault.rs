@@ -260,12 +260,18 @@ unsafe impl<T: Send> Send for StackThread<T> {}
 struct Start<F, T> {
     f: F,
     result: *mut Option<std::thread::Result<T>>,
+    space: std::sync::Arc<AddressSpace>,
+    stack: Range<u64>,
+    init: u64,
 }
 
 extern "C" fn start<F: FnOnce() -> T, T>(arg: *mut std::ffi::c_void) -> *mut std::ffi::c_void {
     // SAFETY: `arg` is the Box leaked by `spawn_on_stack` for this thread, taken exactly once.
     let start = unsafe { Box::from_raw(arg as *mut Start<F, T>) };
     let alt = AltStack::new();
+    // The thread knows its stack from the start, so keeping its headroom never reads the map.
+    start.space.learn_stack(start.stack.clone(), start.stack.end - start.init);
+    drop(start.space);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(start.f));
     // SAFETY: the joiner reads the slot only after pthread_join, i.e. after this write.
     unsafe { *start.result = Some(r) };
@@ -290,7 +296,9 @@ where
     let stack =
         space.stack(max_size, init_size, MapSpec::new(vmspace_core::Prot::RW, vmspace_core::Prot::RW))?;
     let result: *mut Option<std::thread::Result<T>> = Box::into_raw(Box::new(None));
-    let arg = Box::into_raw(Box::new(Start { f, result })) as *mut std::ffi::c_void;
+    let init = init_size.next_multiple_of(crate::os::page_size()).min(max_size);
+    let begin = Start { f, result, space: std::sync::Arc::clone(space), stack: stack.clone(), init };
+    let arg = Box::into_raw(Box::new(begin)) as *mut std::ffi::c_void;
     // SAFETY: the stack range is this space's, mapped at the top (where glibc puts the thread's
     // descriptor) and reserved below; the handle keeps the space, and joins before unmapping it.
     match unsafe { process::spawn_on_stack(stack.clone(), start::<F, T>, arg) } {

@@ -1,6 +1,7 @@
 //! AddressSpace on real memory: the kernel agrees with the map after every call, bad input changes
 //! nothing in either, an injected system-call failure leaves them equal, threads can share a space.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use vmspace::{AddressSpace, Advice, Backing, Error, FindSpec, Inherit, MapSpec, Options, Prot, VmError};
@@ -271,5 +272,37 @@ fn populate_and_wire_future() {
     s.set_wire_future(false).unwrap();
     let plain = s.map(PS, rw()).unwrap();
     assert!(!s.lookup_entry(plain).unwrap().user_wired());
+    agree(&s);
+}
+
+/// `populate` validates its range like every other call: shape, bounds, holes, then access.
+#[test]
+fn populate_refuses_what_every_call_refuses() {
+    let s = AddressSpace::reserve(1 << 20).unwrap();
+    let a = s.map(8 * PS, rw()).unwrap();
+    let ro = s.map(2 * PS, MapSpec::new(Prot::READ, Prot::ALL)).unwrap();
+    let g = s.map(2 * PS, rw()).unwrap();
+    s.guard(g..g + PS).unwrap();
+    let end = s.range().end;
+    let cases: Vec<(VmError, Range<u64>, bool)> = vec![
+        (VmError::InvalidArgument, a + 1..a + PS, true),
+        (VmError::InvalidArgument, a..a + PS + 1, true),
+        (VmError::InvalidArgument, a + PS..a, true),
+        (VmError::InvalidAddress, end - PS..end + PS, true),
+        (VmError::InvalidAddress, a - PS..a + PS, false),
+        (VmError::InvalidAddress, g + 2 * PS..g + 4 * PS, false),
+        (VmError::ProtectionFailure, ro..ro + PS, true),
+        (VmError::ProtectionFailure, g..g + 2 * PS, false),
+    ];
+    let before = (s.regions(), s.stats().unwrap().resident);
+    for (want, r, write) in cases {
+        let got = s.populate(r.clone(), write);
+        assert_eq!(got.as_ref().err().and_then(Error::vm), Some(want), "{r:#x?} write {write}: {got:?}");
+        assert_eq!((s.regions(), s.stats().unwrap().resident), before, "{r:#x?}: something changed");
+    }
+    s.populate(a..a, true).unwrap();
+    assert_eq!(s.stats().unwrap().resident, before.1, "an empty range populates nothing");
+    s.populate(ro..ro + PS, false).unwrap();
+    s.populate(a..a + 8 * PS, true).unwrap();
     agree(&s);
 }

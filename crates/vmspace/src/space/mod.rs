@@ -436,6 +436,11 @@ impl AddressSpace {
         self.shared.apply(&mut w, op, true)
     }
 
+    /// Tells the calling thread it runs on `stack` of this space, mapped from `bottom` up.
+    pub(crate) fn learn_stack(&self, stack: Range<u64>, bottom: u64) {
+        self.shared.learn_stack(stack, bottom);
+    }
+
     /// Whether the fault handler can see this space.
     pub(crate) fn fault_visible(&self) -> bool {
         self.slot.is_some()
@@ -470,7 +475,7 @@ impl Drop for AddressSpace {
         // `Err`: dropped from inside a call on itself (a closure that owned the space), so no other
         // call can be in flight.
         let w = self.shared.maps.try_write(tid).ok();
-        let sealed: Vec<Range<u64>> = self.shared.maps.read(|m| {
+        let sealed: Vec<Range<u64>> = self.shared.read(|m| {
             m.entries().filter(|e| e.flags().contains(EntryFlags::SEALED)).map(|e| e.start..e.end).collect()
         });
         let outer = self.shared.outer().clone();
