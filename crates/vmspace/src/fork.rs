@@ -7,34 +7,11 @@
 //! are reset in the child before anything could wait on them.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crate::os::process;
 use crate::registry;
 use crate::space::{Shared, reading_any};
-
-static GENERATION: AtomicU64 = AtomicU64::new(0);
-
-/// The `pthread_atfork` child handler: async-signal-safe (one atomic add).
-unsafe extern "C" fn in_child() {
-    GENERATION.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Registers the fork-generation handler once per process; Err with the errno if `pthread_atfork`
-/// failed.
-pub(crate) fn watch_forks() -> Result<(), i32> {
-    static RC: OnceLock<Result<(), i32>> = OnceLock::new();
-    *RC.get_or_init(|| process::at_fork(None, None, Some(in_child)))
-}
-
-/// The number of `fork`s (through libc, which runs `pthread_atfork` handlers) between the first
-/// process that called [`watch_forks`] and this one: one relaxed load tells process-bound caches
-/// (scratch pages, cached thread ids) whether they still describe this process.
-#[inline]
-pub(crate) fn generation() -> u64 {
-    GENERATION.load(Ordering::Relaxed)
-}
 
 /// Which side of a fork this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +45,7 @@ pub unsafe fn fork() -> io::Result<Forked> {
     for s in &spaces {
         s.ensure_headroom();
     }
-    let tid = crate::thread_id();
+    let tid = process::thread_id();
     // All the write locks or none: a thread that holds one while it waits for another (a stack growth
     // in the fault handler, say) is never stuck behind us.
     let mut guards = Vec::with_capacity(spaces.len());

@@ -1,13 +1,62 @@
-//! Processes and threads: `fork`, `pthread_atfork`, `gettid`, threads on a stack of our own,
-//! `getenv` and the thread's name without allocating.
+//! Processes and threads: `fork`, `pthread_atfork` and the fork generation it keeps, `gettid` (cached
+//! per thread), threads on a stack of our own, `getenv` and the thread's name without allocating.
 
+use std::cell::Cell;
 use std::ffi::{CStr, c_void};
 use std::io;
 use std::ops::Range;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The calling thread's id (`gettid`).
 pub(crate) fn gettid() -> u64 {
     rustix::thread::gettid().as_raw_nonzero().get() as u64
+}
+
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The `pthread_atfork` child handler: async-signal-safe (one atomic add).
+unsafe extern "C" fn in_child() {
+    GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Registers the fork-generation handler once per process; Err with the errno if `pthread_atfork`
+/// failed.
+pub(crate) fn watch_forks() -> Result<(), i32> {
+    static RC: OnceLock<Result<(), i32>> = OnceLock::new();
+    *RC.get_or_init(|| at_fork(None, None, Some(in_child)))
+}
+
+/// The number of `fork`s (through libc, which runs `pthread_atfork` handlers) between the first
+/// process that called [`watch_forks`] and this one: one relaxed load tells process-bound caches
+/// (scratch pages, cached thread ids) whether they still describe this process.
+#[inline]
+pub(crate) fn generation() -> u64 {
+    GENERATION.load(Ordering::Relaxed)
+}
+
+/// The calling thread's id (`gettid`), for the write lock's owner. Cached per thread with the fork
+/// generation it was read in (a forked child's thread has a new id): `gettid` is a system call, and
+/// it was a fifth of the cost of an `AddressSpace::protect`.
+pub(crate) fn thread_id() -> u64 {
+    thread_local! {
+        /// `(fork generation, tid)`; tid 0 is unset.
+        static TID: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+    // A hit is two plain loads, so the fault handler (which asks for this) touches no lock; an entry
+    // is only cached once the fork handler is known to be registered.
+    let generation = generation();
+    if let Ok(Some(tid)) = TID.try_with(|c| match c.get() {
+        (g, tid) if g == generation && tid != 0 => Some(tid),
+        _ => None,
+    }) {
+        return tid;
+    }
+    let tid = gettid();
+    if watch_forks().is_ok() {
+        let _ = TID.try_with(|c| c.set((generation, tid)));
+    }
+    tid
 }
 
 /// A `pthread_atfork` hook.

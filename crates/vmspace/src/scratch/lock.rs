@@ -1,7 +1,7 @@
 //! Fork awareness: a process-wide fork generation, and the grow lock (the seed's `sprlock`) that a
 //! forked child can take even if a thread of the parent held it at the moment of the fork.
 //!
-//! The generation (`crate::fork::generation`) is bumped in every child by a `pthread_atfork` child
+//! The generation (`crate::os::process::generation`) is bumped in every child by a `pthread_atfork` child
 //! handler (registered once, at the latest when the first scratch space is made), so that one relaxed
 //! load tells a scratch space whether it is still in the process that allocated its pages. `getpid()`
 //! would tell the same but is a system call on every claim.
@@ -12,7 +12,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub(crate) use crate::fork::{generation, watch_forks};
+pub(crate) use crate::os::process::{generation, watch_forks};
 
 /// A lock for the cold paths (page allocation, exec/exit, the child's reset): spins briefly, then
 /// yields. Held for a few system calls at most.

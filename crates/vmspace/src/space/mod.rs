@@ -123,7 +123,7 @@ impl AddressSpace {
 
     /// Reads the map; a thread on one of this space's stacks first gets its headroom.
     fn read<R>(&self, f: impl FnOnce(&VmMap<Backing>) -> R) -> R {
-        let tid = crate::thread_id();
+        let tid = os::process::thread_id();
         if !self.shared.maps.held_by(tid) {
             self.shared.ensure_headroom();
         }
@@ -132,7 +132,7 @@ impl AddressSpace {
 
     /// Takes the write lock; a thread on one of this space's stacks first gets its headroom.
     fn writer(&self) -> Result<WriteGuard<'_, VmMap<Backing>>, Error> {
-        let tid = crate::thread_id();
+        let tid = os::process::thread_id();
         if !self.shared.maps.held_by(tid) {
             self.shared.ensure_headroom();
         }
@@ -471,7 +471,7 @@ impl Drop for AddressSpace {
     /// takes its own write lock, so no call on it is in flight.
     fn drop(&mut self) {
         registry::unregister(&*self.shared, self.slot);
-        let tid = crate::thread_id();
+        let tid = os::process::thread_id();
         // `Err`: dropped from inside a call on itself (a closure that owned the space), so no other
         // call can be in flight.
         let w = self.shared.maps.try_write(tid).ok();

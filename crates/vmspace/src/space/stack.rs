@@ -110,7 +110,7 @@ impl Shared {
         }
         let mut w = self
             .maps
-            .try_write(crate::thread_id())
+            .try_write(os::process::thread_id())
             .map_err(|_| "the fault came from inside a change to its own map (beyond the stack headroom)")?;
         let r = self.apply_in_handler(&mut w, |m| {
             m.set_alloc_allowed(false);
