@@ -109,8 +109,9 @@ impl<O: MapObject> Clone for VmMap<O> {
             wire_future: self.wire_future,
             stack_limit: self.stack_limit,
             stack_growth: self.stack_growth,
-            journal: Vec::new(),
-            effects: Vec::new(),
+            // A copy keeps the room reserved for operations that must not allocate.
+            journal: Vec::with_capacity(self.journal.capacity()),
+            effects: Vec::with_capacity(self.effects.capacity()),
             saved: (self.size, self.wired, self.timestamp, self.wire_future),
             undoable: false,
             steps: 0,

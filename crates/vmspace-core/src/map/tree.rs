@@ -507,8 +507,17 @@ impl<V: Clone> Clone for Tree<V> {
             root: self.root,
             height: self.height,
             count: self.count,
-            leaves: self.leaves.iter().map(Leaf::clone_leaf).collect(),
-            inners: self.inners.clone(),
+            // The same capacity: spare nodes reserved ahead (`reserve`) are part of the copy.
+            leaves: {
+                let mut v = Vec::with_capacity(self.leaves.capacity());
+                v.extend(self.leaves.iter().map(Leaf::clone_leaf));
+                v
+            },
+            inners: {
+                let mut v = Vec::with_capacity(self.inners.capacity());
+                v.extend_from_slice(&self.inners);
+                v
+            },
             free_leaves: self.free_leaves,
             free_inners: self.free_inners,
             alloc_allowed: self.alloc_allowed,
