@@ -34,6 +34,9 @@ static LAST_RETRY: AtomicU64 = AtomicU64::new(0);
 /// (`SA_ONSTACK`: a stack that overflowed cannot run its own handler). Rust's runtime gives the main
 /// thread and `std::thread`s an alternate stack; [`spawn_on_stack`] threads get their own.
 pub fn install() {
+    // Under the registry, which `fork` holds across fork(2): a child never inherits an
+    // installation half-done by a thread it does not have (it would wait for it forever).
+    let _held = registry::hold();
     signal::install_fault_handler(handler);
 }
 
@@ -172,9 +175,6 @@ impl std::fmt::Write for Msg {
 /// How far below a stack a fault still counts as that stack's overflow (Linux's `stack_guard_gap`).
 const STACK_GUARD_GAP: u64 = 1 << 20;
 
-/// Entries and journal room kept for growth from the handler (two per growth, with slack).
-const GROWTH_RESERVE: usize = 16;
-
 impl AddressSpace {
     /// Creates a grow-down stack of `max_size` bytes anywhere in the space (`vm_map_stack` with
     /// `MAP_STACK`): the top `init_size` bytes are mapped, the rest is reserved; a fault in the
@@ -206,6 +206,7 @@ impl AddressSpace {
             return Err(Error::NotSupported("too many spaces for the fault handler to see"));
         }
         install();
+        self.keep_growth_room();
         let base = self.change(|m| {
             let b = match base {
                 Some(b) => {
@@ -214,9 +215,6 @@ impl AddressSpace {
                 }
                 None => m.stack_anywhere(max, init, spec.clone())?,
             };
-            // Room for growth from the signal handler, where nothing may be allocated.
-            m.reserve(GROWTH_RESERVE)?;
-            m.reserve_journal(4 * GROWTH_RESERVE);
             Ok(b)
         })?;
         Ok(base..base + max)

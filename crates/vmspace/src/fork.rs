@@ -39,6 +39,10 @@ pub unsafe fn fork() -> io::Result<Forked> {
     if reading_any() {
         return Err(io::Error::other("fork from inside a read of an AddressSpace"));
     }
+    // Everything probed once per process is probed now, before the fork: a probe half-done by
+    // another thread at the fork would leave the child waiting for it forever.
+    let _ = (crate::os::features(), crate::os::madvise_batching(), crate::os::pagemap::shows_guards());
+    let _ = (crate::smaps::shows_reservations(), process::watch_forks());
     let held = registry::hold();
     let spaces: Vec<Arc<Shared>> = held.members();
     // A thread on a vmspace stack must not need to grow it while it holds every space's lock.

@@ -5,6 +5,8 @@
 //! gone (the reservation is made again), wipe-on-fork ranges are fresh zero memory — which has lost
 //! its guard markers, so they are installed again —, and nothing is locked.
 
+use std::sync::atomic::Ordering;
+
 use vmspace_core::{EntryFlags, Inherit, Observed, VmMap};
 
 use crate::backing::Backing;
@@ -12,6 +14,7 @@ use crate::publish::WriteGuard;
 
 use super::Shared;
 use super::kernel::Kernel;
+use super::stack::keep_growth_room;
 
 impl Shared {
     /// In the child of a fork, before anything reads the map: the readers that were counted ran on
@@ -61,11 +64,22 @@ impl Shared {
                         _ => {}
                     }
                 }
+                if self.stacks.load(Ordering::Relaxed) {
+                    keep_growth_room(&mut child);
+                }
                 *m = child;
                 ((), true)
             },
-            |other, done| *other = done.clone(),
+            |other, done| self.copy_with_room(other, done),
         )
+    }
+
+    /// The second copy after a fork: a clone of the first (which keeps its reserved room).
+    fn copy_with_room(&self, other: &mut VmMap<Backing>, done: &VmMap<Backing>) {
+        *other = done.clone();
+        if self.stacks.load(Ordering::Relaxed) {
+            keep_growth_room(other);
+        }
     }
 
     /// In the parent of a fork: mark copies copy-on-write, as the kernel just did.
@@ -76,7 +90,7 @@ impl Shared {
                 m.take_effects();
                 ((), true)
             },
-            |other, done| *other = done.clone(),
+            |other, done| self.copy_with_room(other, done),
         )
     }
 }

@@ -436,6 +436,11 @@ impl AddressSpace {
         self.shared.apply(&mut w, op, true)
     }
 
+    /// From now on every change keeps room in the map for stack growth from the fault handler.
+    pub(crate) fn keep_growth_room(&self) {
+        self.shared.stacks.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Tells the calling thread it runs on `stack` of this space, mapped from `bottom` up.
     pub(crate) fn learn_stack(&self, stack: Range<u64>, bottom: u64) {
         self.shared.learn_stack(stack, bottom);

@@ -9,6 +9,7 @@
 
 use std::cell::Cell;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use vmspace_core::{Effect, VmError, VmMap};
 
@@ -20,6 +21,7 @@ use crate::publish::{LeftRight, WriteGuard};
 use super::Options;
 use super::kernel::{Injection, Kernel, seal_ranges};
 use super::recover::recover;
+use super::stack::keep_growth_room;
 
 pub(crate) struct Shared {
     /// The whole reservation, with one guard page below and above the map's range.
@@ -30,6 +32,8 @@ pub(crate) struct Shared {
     pub(super) inject: Injection,
     /// Test hook: the same for the calls recovery makes after a failure.
     pub(super) inject_recovery: Injection,
+    /// The space has (or had) stacks: every change keeps room for their growth in both copies.
+    pub(super) stacks: AtomicBool,
     pub(super) opts: Options,
 }
 
@@ -71,6 +75,7 @@ impl Shared {
             maps: LeftRight::new(map),
             inject: Injection::off(),
             inject_recovery: Injection::off(),
+            stacks: AtomicBool::new(false),
             opts,
         }
     }
@@ -125,6 +130,7 @@ impl Shared {
         force: bool,
     ) -> Result<R, Error> {
         let recovered = Cell::new(false);
+        let stacks = self.stacks.load(Ordering::Relaxed);
         w.write(
             |m| {
                 let ts = m.timestamp();
@@ -132,6 +138,9 @@ impl Shared {
                     Ok(r) => r,
                     Err(e) => return (Err(Error::Vm(e)), false),
                 };
+                if stacks {
+                    keep_growth_room(m);
+                }
                 match self.apply_effects(m) {
                     Ok(()) => (Ok(r), force || m.timestamp() != ts),
                     Err((err, kept)) => {
@@ -148,6 +157,9 @@ impl Shared {
                 } else {
                     // The same call again, without the journal and effects the first copy kept.
                     let _ = other.replay(|m| op(m));
+                }
+                if stacks {
+                    keep_growth_room(other);
                 }
             },
         )
