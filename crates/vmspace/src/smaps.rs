@@ -198,16 +198,18 @@ pub(crate) fn kernel_look(vma: Option<&Vma>, guard: Option<bool>) -> Option<Look
 /// `vm.overcommit_memory = 2`), so a reservation can be told from mapped `PROT_NONE` memory; probed
 /// once.
 pub(crate) fn shows_reservations() -> bool {
-    static SHOWS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SHOWS.get_or_init(|| {
-        let ps = crate::os::page_size();
-        let Ok(addr) = crate::os::reserve(ps) else { return false };
-        let shows = read_self()
-            .is_ok_and(|v| v.iter().any(|v| v.range.start <= addr && addr < v.range.end && v.has("nr")));
-        // SAFETY: the page this probe just reserved.
-        let _ = unsafe { crate::os::unmap(addr, ps) };
-        shows
-    })
+    static SHOWS: crate::os::Probed = crate::os::Probed::new();
+    SHOWS
+        .get(|| {
+            let ps = crate::os::page_size();
+            let addr = crate::os::reserve(ps).ok()?;
+            let vmas = read_self_over(&(addr..addr + ps));
+            // SAFETY: the page this probe just reserved.
+            let _ = unsafe { crate::os::unmap(addr, ps) };
+            let shows = vmas.ok()?.iter().any(|v| v.range.start <= addr && addr < v.range.end && v.has("nr"));
+            Some(u32::from(shows))
+        })
+        .is_some_and(|v| v != 0)
 }
 
 /// The cut points of `range`: its ends, and every VMA, entry and guard-run boundary inside it.

@@ -191,6 +191,14 @@ fn address_space_limit() {
     expect_done("address_space", &this_exe(), |_| {});
 }
 
+/// The kernel's features probed first at a limit that refuses the probe's scratch mapping: the
+/// failed probe is not remembered. (Before, `features()` said "no mseal, no guards" for the rest of
+/// the process: `seal` was NotSupported on a 6.18 kernel.)
+#[test]
+fn a_probe_refused_at_a_limit_is_not_remembered() {
+    expect_done("probe_at_limit", &this_exe(), |_| {});
+}
+
 /// Whether a user other than the owner can reach and execute `exe` (every directory above it `o+x`,
 /// the file `o+rx`).
 fn runnable_by_others(exe: &Path) -> bool {
@@ -212,6 +220,7 @@ fn child_entry() {
         "map_count_random" => map_count_random(),
         "memlock" => memlock(),
         "address_space" => address_space(),
+        "probe_at_limit" => probe_at_limit(),
         other => panic!("unknown scenario {other}"),
     }
     eprintln!("limits child {scenario}: done in {:.1?}", started.elapsed());
@@ -1280,6 +1289,32 @@ fn memlock() {
     drop(s);
     let (n, bytes) = maps.over(&range);
     assert_eq!((n, bytes), (0, 0), "the dropped space left {n} VMAs, {bytes} bytes of {range:#x?}");
+}
+
+/// Probes first asked with no address space left (RLIMIT_AS at what is in use), then with room again.
+fn probe_at_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct it is given; setrlimit changes only this process's limit.
+    let saved = unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_AS, &mut lim), 0);
+        let saved = lim;
+        lim.rlim_cur = vm_size();
+        assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &lim), 0, "{}", std::io::Error::last_os_error());
+        saved
+    };
+    let refused = vmspace::os::features();
+    assert!(
+        !refused.mseal && !refused.guard_install,
+        "with no room to probe, nothing is taken as there: {refused:?}"
+    );
+    // SAFETY: as above, back to the limit the process started with.
+    unsafe { assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &saved), 0) };
+    let f = vmspace::os::features();
+    assert!(f.mseal && f.guard_install && f.wipe_on_fork, "probed again once there is room: {f:?}");
+    let s = AddressSpace::reserve(1 << 20).unwrap();
+    let a = s.map(2 * PS, rw()).unwrap();
+    s.seal(a..a + PS).unwrap();
+    agree(&s, "after the probe at the limit");
 }
 
 /// Scenario 3: RLIMIT_AS a little above what the process uses. Reserving more fails with a typed

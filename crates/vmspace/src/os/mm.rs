@@ -3,7 +3,6 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::OnceLock;
 
 use rustix::mm::{self, MapFlags, MprotectFlags, ProtFlags};
 use vmspace_core::Prot;
@@ -295,29 +294,35 @@ pub enum Batching {
 /// Whether `process_madvise` can carry `MADV_FREE` and `MADV_DONTNEED` for this process, probed once on a
 /// scratch page.
 pub fn madvise_batching() -> Batching {
-    static B: OnceLock<Batching> = OnceLock::new();
-    *B.get_or_init(|| {
-        let ps = page_size();
-        let Ok(addr) = reserve(ps) else { return Batching::None };
-        let mut found = Batching::None;
-        // SAFETY: `addr` is a page this probe just reserved and nobody else knows.
-        if unsafe { map_fixed(addr, ps, Prot::RW, Fixed::Anonymous) }.is_ok() {
-            for (how, pidfd) in [(Batching::PidfdSelf, Some(PIDFD_SELF_PROCESS)), (Batching::PidfdOpen, None)]
-            {
-                let ok = [libc::MADV_FREE, libc::MADV_DONTNEED].iter().all(|a| {
-                    // SAFETY: the probe's own page.
-                    unsafe { process_madvise_raw(pidfd, &[(addr, ps)], *a) }.is_ok_and(|n| n == ps as usize)
-                });
-                if ok {
-                    found = how;
-                    break;
-                }
+    static B: super::Probed = super::Probed::new();
+    match B.get(probe_batching) {
+        Some(1) => Batching::PidfdSelf,
+        Some(2) => Batching::PidfdOpen,
+        _ => Batching::None,
+    }
+}
+
+fn probe_batching() -> Option<u32> {
+    let ps = page_size();
+    let addr = reserve(ps).ok()?;
+    let mut found = None;
+    // SAFETY: `addr` is a page this probe just reserved and nobody else knows.
+    if unsafe { map_fixed(addr, ps, Prot::RW, Fixed::Anonymous) }.is_ok() {
+        found = Some(0);
+        for (how, pidfd) in [(1, Some(PIDFD_SELF_PROCESS)), (2, None)] {
+            let ok = [libc::MADV_FREE, libc::MADV_DONTNEED].iter().all(|a| {
+                // SAFETY: the probe's own page.
+                unsafe { process_madvise_raw(pidfd, &[(addr, ps)], *a) }.is_ok_and(|n| n == ps as usize)
+            });
+            if ok {
+                found = Some(how);
+                break;
             }
         }
-        // SAFETY: the probe's own page.
-        let _ = unsafe { unmap(addr, ps) };
-        found
-    })
+    }
+    // SAFETY: the probe's own page.
+    let _ = unsafe { unmap(addr, ps) };
+    found
 }
 
 /// `process_madvise(pidfd, iov, n, advice, 0)` on this process; `pidfd == None` opens one with

@@ -19,7 +19,7 @@ pub use mm::{
 };
 
 use std::io;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use vmspace_core::Prot;
 
@@ -36,22 +36,30 @@ pub struct Features {
     pub populate: bool,
 }
 
-/// The features of the running kernel, probed once on a scratch mapping.
+/// The features of the running kernel, probed once on a scratch mapping (until the probe can run:
+/// at a limit that refuses its mapping, every feature is taken as absent for that call only).
 pub fn features() -> Features {
-    static F: OnceLock<Features> = OnceLock::new();
-    *F.get_or_init(probe)
+    static F: Probed = Probed::new();
+    let bits = F.get(probe).unwrap_or(0);
+    Features {
+        guard_install: bits & 1 != 0,
+        mseal: bits & 2 != 0,
+        wipe_on_fork: bits & 4 != 0,
+        populate: bits & 8 != 0,
+    }
 }
 
-fn probe() -> Features {
+fn probe() -> Option<u32> {
     let ps = page_size();
-    let Ok(addr) = reserve(2 * ps) else {
-        return Features { guard_install: false, mseal: false, wipe_on_fork: false, populate: false };
-    };
+    let addr = reserve(2 * ps).ok()?;
     // Each probe acts on memory only this function knows; the mapping is private and anonymous.
     let scratch = addr + ps;
     // SAFETY: `[addr, addr + 2 pages)` is a reservation this function just made and nobody else knows.
-    let (guard_install, wipe_on_fork, populate, mseal) = unsafe {
-        let _ = map_fixed(scratch, ps, Prot::RW, Fixed::Anonymous);
+    let bits = unsafe {
+        if map_fixed(scratch, ps, Prot::RW, Fixed::Anonymous).is_err() {
+            let _ = unmap(addr, 2 * ps);
+            return None;
+        }
         let guard_install = advise(scratch, ps, Advice::GuardInstall).is_ok();
         let wipe_on_fork = advise(scratch, ps, Advice::WipeOnFork).is_ok();
         let populate = advise(scratch, ps, Advice::PopulateWrite).is_ok();
@@ -60,9 +68,37 @@ fn probe() -> Features {
         let mseal =
             !matches!(mm::seal_with_flags(scratch, ps, 1), Err(e) if e.raw_os_error() == Some(libc::ENOSYS));
         let _ = unmap(addr, 2 * ps);
-        (guard_install, wipe_on_fork, populate, mseal)
+        u32::from(guard_install)
+            | u32::from(mseal) << 1
+            | u32::from(wipe_on_fork) << 2
+            | u32::from(populate) << 3
     };
-    Features { guard_install, mseal, wipe_on_fork, populate }
+    Some(bits)
+}
+
+/// A fact about this kernel, probed once it can be. A probe that could not run (its scratch mapping
+/// refused at `vm.max_map_count` or `RLIMIT_AS`) is not remembered, so a later call probes again; and
+/// reading never waits for another thread (a lock here could be inherited half-held by a fork child).
+/// Concurrent first calls may each probe; they find the same.
+pub(crate) struct Probed(AtomicU32);
+
+impl Probed {
+    const KNOWN: u32 = 1 << 31;
+
+    pub(crate) const fn new() -> Probed {
+        Probed(AtomicU32::new(0))
+    }
+
+    /// The fact (below bit 31), probing for it if it is not known yet; `None` if the probe could not run.
+    pub(crate) fn get(&self, probe: impl FnOnce() -> Option<u32>) -> Option<u32> {
+        let v = self.0.load(Ordering::Acquire);
+        if v & Self::KNOWN != 0 {
+            return Some(v & !Self::KNOWN);
+        }
+        let found = probe()?;
+        self.0.store(found | Self::KNOWN, Ordering::Release);
+        Some(found)
+    }
 }
 
 /// An errno as an `io::Error`.

@@ -6,7 +6,6 @@ use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::sync::OnceLock;
 
 use vmspace_core::Prot;
 
@@ -43,21 +42,24 @@ pub(crate) fn guard_runs(range: Range<u64>) -> io::Result<Vec<Range<u64>>> {
     Ok(runs)
 }
 
-/// Whether this kernel reports guard markers in pagemap: probed once on a scratch page.
+/// Whether this kernel reports guard markers in pagemap: probed once on a scratch page (until the
+/// probe can run).
 pub(crate) fn shows_guards() -> bool {
-    static SHOWS: OnceLock<bool> = OnceLock::new();
-    *SHOWS.get_or_init(|| {
-        let ps = page_size();
-        let Ok(addr) = reserve(ps) else { return false };
-        // SAFETY: a page this probe just reserved and nobody else knows.
-        let installed = unsafe {
-            map_fixed(addr, ps, Prot::RW, Fixed::Anonymous).is_ok()
-                && advise(addr, ps, Advice::GuardInstall).is_ok()
-        };
-        let shows =
-            installed && guard_runs(addr..addr + ps).is_ok_and(|r| r.len() == 1 && r[0] == (addr..addr + ps));
-        // SAFETY: as above.
-        let _ = unsafe { unmap(addr, ps) };
-        shows
-    })
+    static SHOWS: super::Probed = super::Probed::new();
+    SHOWS
+        .get(|| {
+            let ps = page_size();
+            let addr = reserve(ps).ok()?;
+            // SAFETY: a page this probe just reserved and nobody else knows.
+            let mapped = unsafe { map_fixed(addr, ps, Prot::RW, Fixed::Anonymous).is_ok() };
+            // SAFETY: as above.
+            let installed = mapped && unsafe { advise(addr, ps, Advice::GuardInstall).is_ok() };
+            let runs = guard_runs(addr..addr + ps);
+            // SAFETY: as above.
+            let _ = unsafe { unmap(addr, ps) };
+            // No mapping or no pagemap: the probe did not run. No markers: the kernel has none to show.
+            let runs = runs.ok().filter(|_| mapped)?;
+            Some(u32::from(installed && runs.len() == 1 && runs[0] == (addr..addr + ps)))
+        })
+        .is_some_and(|v| v != 0)
 }
