@@ -97,21 +97,11 @@ impl<O: MapObject> VmMap<O> {
         if self.check_range(&range)? {
             return Ok(());
         }
-        if self.store.overlapping(range.start, range.end).any(|e| {
-            matches!(e.value.kind, MapKind::Submap(_)) && (e.start < range.start || e.end > range.end)
-        }) {
+        if self.store.overlapping(range.start, range.end).any(|e| Self::partial_submap(e, &range)) {
             return Err(VmError::InvalidArgument);
         }
-        self.ensure(2)?;
-        self.begin();
-        self.store.begin_batch();
-        let mut cur = self.clip_range(&range);
-        while let Some(start) = cur {
-            cur = self.next_inside(start, range.end);
-            self.take(start);
-        }
-        self.store.end_batch();
-        self.commit();
+        // Removal as `remove` does it, seals or not; its effects are dropped: the OS already did it.
+        self.remove_checked(&range)?;
         self.effects.clear();
         Ok(())
     }

@@ -163,10 +163,15 @@ impl<O: MapObject> VmMap<O> {
                 return Err(VmError::InvalidArgument);
             }
         }
+        self.remove_checked(&range)
+    }
+
+    /// Takes every entry of a validated `range` out (clipping at its ends), an `Unmap` effect each.
+    pub(super) fn remove_checked(&mut self, range: &Range<u64>) -> Result<(), VmError> {
         self.ensure(2)?;
         self.begin();
         self.store.begin_batch();
-        let mut cur = self.clip_range(&range);
+        let mut cur = self.clip_range(range);
         while let Some(start) = cur {
             cur = self.next_inside(start, range.end);
             let r = self.take(start);

@@ -167,27 +167,29 @@ impl Shared {
 
     /// Applies the effects of the operation just run on `m`, seals last. On a failure, recovers and
     /// returns the error with the ranges the kernel kept.
-    ///
-    /// On success nothing here allocates or frees (the effects stay in the map's list, whose capacity
-    /// is kept): the fault handler grows stacks through this path.
     fn apply_effects(&self, m: &mut VmMap<Backing>) -> Result<(), (Error, Vec<Range<u64>>)> {
+        let (err, failed) = match self.run_effects(m) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let (done, tried): (Vec<Effect<Backing>>, Vec<Range<u64>>) = match failed {
+            Failed::Effect(i) => (m.effects()[..=i].to_vec(), Vec::new()),
+            Failed::Seal(j) => (m.effects().to_vec(), seal_ranges(m.effects()).take(j + 1).collect()),
+        };
+        let mut quiet = Kernel::new(Some(&self.inject_recovery), self.opts, self.prot_guards());
+        Err((err, recover(&mut quiet, m, &done, &tried)))
+    }
+
+    /// Makes the system calls of the effects on `m`'s list: every effect in order, then the seals.
+    /// Nothing here allocates or frees (the effects stay in the map's list, whose capacity is kept):
+    /// the fault handler grows stacks through this path.
+    fn run_effects(&self, m: &VmMap<Backing>) -> Result<(), (Error, Failed)> {
         let mut k = Kernel::new(Some(&self.inject), self.opts, self.prot_guards());
-        for i in 0..m.effects().len() {
-            let fx = m.effects()[i].clone();
-            if let Err(err) = k.effect(m, &fx) {
-                let done: Vec<Effect<Backing>> = m.effects()[..=i].to_vec();
-                let mut quiet = Kernel::new(Some(&self.inject_recovery), self.opts, self.prot_guards());
-                return Err((err, recover(&mut quiet, m, &done, &[])));
-            }
+        for (i, fx) in m.effects().iter().enumerate() {
+            k.effect(m, fx).map_err(|e| (e, Failed::Effect(i)))?;
         }
-        for j in 0.. {
-            let Some(r) = seal_ranges(m.effects()).nth(j) else { break };
-            if let Err(err) = k.seal(&r) {
-                let done: Vec<Effect<Backing>> = m.effects().to_vec();
-                let tried: Vec<Range<u64>> = seal_ranges(&done).take(j + 1).collect();
-                let mut quiet = Kernel::new(Some(&self.inject_recovery), self.opts, self.prot_guards());
-                return Err((err, recover(&mut quiet, m, &done, &tried)));
-            }
+        for (j, r) in seal_ranges(m.effects()).enumerate() {
+            k.seal(&r).map_err(|e| (e, Failed::Seal(j)))?;
         }
         Ok(())
     }
@@ -207,16 +209,10 @@ impl Shared {
                     Ok(r) => r,
                     Err(e) => return (Err(Error::Vm(e)), false),
                 };
-                let mut k = Kernel::new(Some(&self.inject), self.opts, self.prot_guards());
-                let mut failed = None;
-                for i in 0..m.effects().len() {
-                    let fx = m.effects()[i].clone();
-                    if let Err(err) = k.effect(m, &fx) {
-                        failed = Some(err);
-                        break;
-                    }
-                }
-                let Some(err) = failed else { return (Ok(r), m.timestamp() != ts) };
+                let err = match self.run_effects(m) {
+                    Ok(()) => return (Ok(r), m.timestamp() != ts),
+                    Err((err, _)) => err,
+                };
                 // Growth maps at most a few ranges: keep them on the stack, not the heap.
                 let mut maps: [Option<Range<u64>>; 4] = [None, None, None, None];
                 for (slot, fx) in
@@ -238,4 +234,13 @@ impl Shared {
             },
         )
     }
+}
+
+/// Which step of [`Shared::run_effects`] failed.
+#[derive(Clone, Copy, Debug)]
+enum Failed {
+    /// The effect at this index of the map's list.
+    Effect(usize),
+    /// The seal at this index of `seal_ranges`.
+    Seal(usize),
 }
