@@ -474,3 +474,15 @@ fn every_call_over_every_range_is_all_or_nothing() {
         }
     }
 }
+
+/// A stack's entries never become a submap: the stack would grow by extending the submap entry.
+#[test]
+fn a_stack_entry_is_not_handed_to_a_submap() {
+    let mut m = map();
+    let mapped = m.stack(page(0), 16 * PS, 4 * PS, rw()).unwrap();
+    let before = state(&m);
+    assert_eq!(m.submap(mapped.clone(), SubmapId(1)), Err(VmError::InvalidArgument));
+    assert_eq!(m.submap(mapped.start..mapped.start + PS, SubmapId(1)), Err(VmError::InvalidArgument));
+    assert_eq!(state(&m), before, "a refused submap changed the map");
+    m.check_invariants().unwrap();
+}

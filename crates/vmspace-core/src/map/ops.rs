@@ -540,8 +540,9 @@ impl<O: MapObject> VmMap<O> {
     }
 
     /// Hands `range` to a submap (`vm_map_submap`). The range must lie inside one entry that is
-    /// anonymous, not copy-on-write, not wired and not sealed (`InvalidArgument` otherwise); the
-    /// entry is clipped to the range and becomes a submap entry that never merges and is never forked.
+    /// anonymous, not copy-on-write, not wired, not sealed and not a stack's (`InvalidArgument`
+    /// otherwise: a stack's growth would extend the submap); the entry is clipped to the range and
+    /// becomes a submap entry that never merges and is never forked.
     /// No later range operation splits it: each refuses a range that covers only part of it.
     pub fn submap(&mut self, range: Range<u64>, submap: SubmapId) -> Result<(), VmError> {
         self.begin();
@@ -557,7 +558,7 @@ impl<O: MapObject> VmMap<O> {
         }
         let a = &e.value;
         if a.kind != MapKind::Normal
-            || a.flags.intersects(EntryFlags::COW | EntryFlags::SEALED)
+            || a.flags.intersects(EntryFlags::COW | EntryFlags::SEALED | EntryFlags::STACK)
             || !a.object.is_anonymous()
             || a.wired_count > 0
         {
