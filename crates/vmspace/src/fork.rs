@@ -4,7 +4,10 @@
 //! Invariant: the child inherits no half-held state of vmspace's: the table of spaces and every
 //! space's write lock are held by the forking thread across `fork(2)` (so no change is half-way), and
 //! the reader marks and fault handlers in flight of other threads — which the child does not have —
-//! are reset in the child before anything could wait on them.
+//! are reset in the child before anything could wait on them. The fork never waits while holding a
+//! lock another waiting thread needs: it takes the write locks all or none (new changes hold back
+//! while it does, so it is not starved), and the parent gives every lock back before it marks its
+//! maps copy-on-write, one space at a time.
 
 use std::io;
 use std::sync::Arc;
@@ -51,7 +54,9 @@ pub unsafe fn fork() -> io::Result<Forked> {
     }
     let tid = process::thread_id();
     // All the write locks or none: a thread that holds one while it waits for another (a stack growth
-    // in the fault handler, say) is never stuck behind us.
+    // in the fault handler, say) is never stuck behind us; and new changes wait meanwhile, so those in
+    // flight finish and the locks come free.
+    let announced = held.announce_fork();
     let mut guards = Vec::with_capacity(spaces.len());
     loop {
         let mut busy = false;
@@ -74,6 +79,7 @@ pub unsafe fn fork() -> io::Result<Forked> {
     // SAFETY: the caller accepts fork's rules (above); the locks held here are released on both sides.
     let pid = unsafe { process::fork() }?;
     if pid == 0 {
+        std::mem::forget(announced);
         held.reset_in_child();
         for (s, g) in spaces.iter().zip(guards.iter_mut()) {
             // SAFETY: this is the child, which has only this thread; it holds the write lock (g) and
@@ -81,12 +87,20 @@ pub unsafe fn fork() -> io::Result<Forked> {
             unsafe { s.reset_after_fork(g) };
             s.after_fork_child(g);
         }
-    } else {
-        for (s, g) in spaces.iter().zip(guards.iter_mut()) {
-            s.after_fork_parent(g);
-        }
+        drop(guards);
+        drop(held);
+        return Ok(Forked::Child);
     }
+    // The parent: the child has its copy, so the locks and the table go before the maps are brought
+    // in line, one space at a time — marking copy-on-write waits for each map's readers, and a reader
+    // may itself be waiting (a stack growth) for another space's lock or for the fork to end.
     drop(guards);
     drop(held);
-    Ok(if pid == 0 { Forked::Child } else { Forked::Parent(pid) })
+    drop(announced);
+    for s in &spaces {
+        if let Ok(mut g) = s.maps.try_write(tid) {
+            s.after_fork_parent(&mut g);
+        }
+    }
+    Ok(Forked::Parent(pid))
 }

@@ -30,6 +30,8 @@ static SLOT: [Slot; SLOTS] = [const {
 }; SLOTS];
 /// Fault handlers between counting themselves and leaving the table.
 static IN_HANDLER: AtomicUsize = AtomicUsize::new(0);
+/// A fork is taking every member's write lock: new changes wait, so it is not starved.
+static FORK_PENDING: AtomicUsize = AtomicUsize::new(0);
 /// Every live member, slot or not.
 static ALL: Mutex<Vec<Weak<dyn Any + Send + Sync>>> = Mutex::new(Vec::new());
 
@@ -102,8 +104,33 @@ impl Held {
     }
 
     /// In the child of a fork, before anything waits on the table: the handlers that were in flight
-    /// ran on threads the child does not have.
+    /// ran on threads the child does not have, and the fork they waited for is done.
     pub(crate) fn reset_in_child(&self) {
         IN_HANDLER.store(0, Ordering::SeqCst);
+        FORK_PENDING.store(0, Ordering::SeqCst);
+    }
+
+    /// Says a fork is waiting for the members' write locks, until the returned value is dropped: calls
+    /// that are about to take one wait ([`wait_for_fork`]), so the fork gets them all soon.
+    pub(crate) fn announce_fork(&self) -> Announced {
+        FORK_PENDING.fetch_add(1, Ordering::SeqCst);
+        Announced(())
+    }
+}
+
+/// A fork announced by [`Held::announce_fork`].
+pub(crate) struct Announced(());
+
+impl Drop for Announced {
+    fn drop(&mut self) {
+        FORK_PENDING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Waits (yielding) while a fork is taking the members' write locks. Called by a change before it
+/// takes its lock, holding none of the table's locks itself.
+pub(crate) fn wait_for_fork() {
+    while FORK_PENDING.load(Ordering::Relaxed) != 0 {
+        std::thread::yield_now();
     }
 }

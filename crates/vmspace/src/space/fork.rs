@@ -1,5 +1,6 @@
 //! Each side's map after `fork(2)` (`vmspace_fork`): the kernel decided what each process has, and the
-//! map follows it. Called by [`crate::fork::fork`] with every space's write lock held.
+//! map follows it. Called by [`crate::fork::fork`] with the space's write lock held (in the child,
+//! every space's, since the fork).
 //!
 //! Invariant: afterwards each map says what its own kernel has. In the child: don't-fork ranges are
 //! gone (the reservation is made again), wipe-on-fork ranges are fresh zero memory — which has lost
@@ -82,7 +83,9 @@ impl Shared {
         }
     }
 
-    /// In the parent of a fork: mark copies copy-on-write, as the kernel just did.
+    /// In the parent of a fork, just after it: mark copies copy-on-write, as the kernel did (a mapping
+    /// made between the fork and this call is marked too: the mark is bookkeeping the kernel does not
+    /// show, and the next write to it clears it).
     pub(crate) fn after_fork_parent(&self, w: &mut WriteGuard<'_, VmMap<Backing>>) {
         w.write(
             |m| {

@@ -130,11 +130,13 @@ impl AddressSpace {
         self.shared.read(f)
     }
 
-    /// Takes the write lock; a thread on one of this space's stacks first gets its headroom.
+    /// Takes the write lock; a thread on one of this space's stacks first gets its headroom, and a
+    /// fork that is taking every lock goes first.
     fn writer(&self) -> Result<WriteGuard<'_, VmMap<Backing>>, Error> {
         let tid = os::process::thread_id();
         if !self.shared.maps.held_by(tid) {
             self.shared.ensure_headroom();
+            registry::wait_for_fork();
         }
         self.shared.maps.try_write(tid).map_err(|_| {
             Error::NotSupported(
