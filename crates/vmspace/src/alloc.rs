@@ -50,7 +50,13 @@
 //!   block is handed out only after its cancel answered reusable, so no block is handed out twice and
 //!   no block the reclaimer unmapped is ever touched.
 //! - Lock order: class cache → (released) → ring → the ring's reclaim lock → the space's map lock. No
-//!   lock of ours is held across a system call except the ring lock during a one-chunk flush.
+//!   lock of ours is held across a system call except the ring lock during a one-chunk flush, and none
+//!   is taken while the thread holds any space's map lock (those allocations go to the wrapped
+//!   allocator), so the order is never reversed.
+//! - Fork: every lock of every `LargeAlloc` is taken before `fork(2)` (any caller's: the spaces'
+//!   `pthread_atfork` hooks hold them, before the spaces' locks, the order above) and released after it
+//!   on both sides, before anything waits again; first-time setup happens under the same table lock, so
+//!   a child never inherits a lock or a setup half-held by a thread it does not have.
 //! - Allocations made by the allocator's own bookkeeping (maps, queues, the space, the reclaimer) run
 //!   with a per-thread re-entrancy flag set and go to the wrapped allocator, as do all allocations of the
 //!   reclaimer thread (`vm-reclaim`): the allocator never recurses into its own locks.
@@ -237,8 +243,15 @@ thread_local! {
     static MODE: Cell<u8> = const { Cell::new(0) };
 }
 
-/// Whether this thread must bypass the large path.
+/// Whether this thread must bypass the large path: inside the allocator, on the reclaimer thread, or
+/// inside a change to any address space (which holds that space's write lock: the large path takes
+/// the allocator's locks and then its own space's lock, so entering it there could take two locks in
+/// both orders, and a fork that takes every lock would wait for ever).
 fn bypass() -> bool {
+    // Also while this thread holds every allocator lock across a fork (it would wait for itself).
+    if crate::publish::writes_held() > 0 || PREPARED.try_with(Cell::get).unwrap_or(false) {
+        return true;
+    }
     MODE.with(|m| match m.get() {
         0 => {
             let r = is_reclaimer_thread();
@@ -539,29 +552,34 @@ impl State {
 
     /// Resize the live block at `addr` in place if it can: within its class (shrinking unmaps the
     /// tail), or by mapping the adjacent pages after it. Returns whether it did.
+    ///
+    /// The live map's lock is not held across the space's system calls (the block is its caller's
+    /// alone until it is freed, so its entry cannot change meanwhile).
     fn realloc_in_place(&self, addr: u64, old: Layout, new_size: u64) -> Result<bool, AllocError> {
-        let mut m = lock(self.shard(addr));
-        let l = m.get_mut(&addr).ok_or(AllocError::NotAllocated)?;
-        if l.size != old.size() as u64 || l.align != old.align() as u64 {
-            return Err(AllocError::LayoutMismatch);
-        }
-        let want = class_size(new_size, self.page).ok_or(AllocError::InvalidLayout)?;
-        if want <= l.len {
-            if want < l.len && self.space.unmap(addr + want..addr + l.len).is_ok() {
-                l.len = want;
+        let l = {
+            let m = lock(self.shard(addr));
+            let l = *m.get(&addr).ok_or(AllocError::NotAllocated)?;
+            if l.size != old.size() as u64 || l.align != old.align() as u64 {
+                return Err(AllocError::LayoutMismatch);
             }
+            l
+        };
+        let want = class_size(new_size, self.page).ok_or(AllocError::InvalidLayout)?;
+        let len = if want <= l.len {
+            if want < l.len && self.space.unmap(addr + want..addr + l.len).is_ok() { want } else { l.len }
+        } else {
+            let Some(end) = addr.checked_add(want).filter(|&e| e <= self.end) else { return Ok(false) };
+            if self.space.map_at(addr + l.len..end, Self::spec()).is_err() {
+                return Ok(false);
+            }
+            want
+        };
+        if let Some(l) = lock(self.shard(addr)).get_mut(&addr) {
+            l.len = len;
             l.size = new_size;
-            self.counters.in_place.fetch_add(1, Ordering::Relaxed);
-            return Ok(true);
         }
-        let Some(end) = addr.checked_add(want).filter(|&e| e <= self.end) else { return Ok(false) };
-        if self.space.map_at(addr + l.len..end, Self::spec()).is_ok() {
-            l.len = want;
-            l.size = new_size;
-            self.counters.in_place.fetch_add(1, Ordering::Relaxed);
-            return Ok(true);
-        }
-        Ok(false)
+        self.counters.in_place.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
     }
 }
 
@@ -615,6 +633,11 @@ impl<A: GlobalAlloc> LargeAlloc<A> {
 
     #[inline]
     fn config(&self) -> &Config {
+        if let Some(c) = self.config.get() {
+            return c;
+        }
+        // First-time setup under the fork table, so no fork catches it half-way.
+        let _table = fork_table();
         self.config.get_or_init(|| self.base.resolve())
     }
 
@@ -631,7 +654,16 @@ impl<A: GlobalAlloc> LargeAlloc<A> {
         }
         let _g = Inside::enter();
         let cfg = *self.config();
-        self.state.get_or_init(|| State::new(&cfg)).as_ref()
+        // First-time setup under the fork table, so no fork catches it half-way; the state joins
+        // the table, so the fork hooks take its locks from now on.
+        let mut table = fork_table();
+        let s = self.state.get_or_init(|| State::new(&cfg)).as_ref()?;
+        let me = s as *const State as usize;
+        if !table.contains(&me) {
+            table.push(me);
+            watch_forks();
+        }
+        Some(s)
     }
 
     /// The state if already made (for frees: a pointer can be ours only if it exists).
@@ -873,6 +905,93 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LargeAlloc<A> {
             unsafe { self.dealloc(ptr, layout) };
         }
         n
+    }
+}
+
+impl<A: GlobalAlloc> Drop for LargeAlloc<A> {
+    /// Leaves the fork table before the state (and its locks) goes.
+    fn drop(&mut self) {
+        if let Some(s) = self.made() {
+            let me = s as *const State as usize;
+            fork_table().retain(|&p| p != me);
+        }
+    }
+}
+
+// ---- fork ----
+
+/// Every `LargeAlloc` state of this process (its address), for the fork hooks; held across `fork(2)`.
+static FORK_TABLE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+fn fork_table() -> MutexGuard<'static, Vec<usize>> {
+    lock(&FORK_TABLE)
+}
+
+/// The locks held across one fork, by the forking thread.
+struct Held {
+    _table: MutexGuard<'static, Vec<usize>>,
+    _rings: Vec<MutexGuard<'static, ReclaimRing>>,
+    _classes: Vec<MutexGuard<'static, VecDeque<Cached>>>,
+    _live: Vec<MutexGuard<'static, AddrMap<Live>>>,
+}
+
+/// Where the forking thread keeps its [`Held`] between the hooks before and after `fork(2)`.
+struct HeldCell(std::cell::UnsafeCell<Option<Held>>);
+// SAFETY: only the thread holding `FORK_TABLE` writes the cell (in `fork_prepare`), and only that thread
+// takes it (in `fork_release`, on the same thread: atfork hooks and `fork::fork` run on the forking
+// thread); another forker waits for the table before it touches the cell.
+unsafe impl Sync for HeldCell {}
+static HELD: HeldCell = HeldCell(std::cell::UnsafeCell::new(None));
+
+thread_local! {
+    /// This thread took the locks itself (`fork::fork`), so the atfork prepare hook must not again.
+    static PREPARED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Takes every lock of every `LargeAlloc`, in the allocator's order, to be held across a fork by the
+/// calling thread (the spaces' fork hooks call it before they take the spaces' locks).
+pub(crate) fn fork_prepare() {
+    if PREPARED.try_with(Cell::get).unwrap_or(false) {
+        return;
+    }
+    let _g = Inside::enter();
+    let table = fork_table();
+    let (mut rings, mut classes, mut live) = (Vec::new(), Vec::new(), Vec::new());
+    for &p in table.iter() {
+        // SAFETY: a state stays in the table until its allocator's drop removes it under this lock,
+        // which we hold until the guards below are dropped (in `fork_release`); so it lives as long as
+        // they do, which is what the `'static` borrows stand for.
+        let s: &'static State = unsafe { &*(p as *const State) };
+        rings.push(lock(&s.ring));
+        classes.extend(s.classes.iter().map(lock));
+        live.extend(s.live.iter().map(lock));
+    }
+    let held = Held { _table: table, _rings: rings, _classes: classes, _live: live };
+    // SAFETY: we hold the table (inside `held`): the cell is ours (see `HeldCell`).
+    unsafe { *HELD.0.get() = Some(held) };
+    let _ = PREPARED.try_with(|c| c.set(true));
+}
+
+/// Releases what [`fork_prepare`] took (in the parent and in the child, after `fork(2)`). Nothing if
+/// nothing is held by this thread.
+pub(crate) fn fork_release() {
+    if !PREPARED.try_with(|c| c.replace(false)).unwrap_or(false) {
+        return;
+    }
+    let _g = Inside::enter();
+    // SAFETY: this thread prepared (PREPARED), so it holds the table and the cell is its own; the value
+    // is taken out before its guards (the table last) are dropped.
+    let held = unsafe { (*HELD.0.get()).take() };
+    drop(held);
+}
+
+/// Joins the spaces' fork hooks once (called with the table held, when the first state joins it).
+fn watch_forks() {
+    static WATCHING: AtomicU64 = AtomicU64::new(0);
+    if WATCHING.swap(1, Ordering::Relaxed) == 0 {
+        // One pair of four slots, registered once: it cannot be full.
+        let registered = crate::space::also_hold_across_forks(fork_prepare, fork_release);
+        debug_assert!(registered);
     }
 }
 

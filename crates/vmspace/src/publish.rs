@@ -78,7 +78,7 @@ impl<T: Clone> LeftRight<T> {
         debug_assert_ne!(tid, 0);
         loop {
             match self.writer.compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return Ok(WriteGuard { lr: self }),
+                Ok(_) => return Ok(WriteGuard::taken(self)),
                 Err(owner) if owner == tid => return Err(HeldByMe),
                 Err(_) => spin_wait(),
             }
@@ -111,7 +111,7 @@ impl<T> LeftRight<T> {
     pub fn try_write_now(&self, tid: u64) -> Result<Option<WriteGuard<'_, T>>, HeldByMe> {
         debug_assert_ne!(tid, 0);
         match self.writer.compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => Ok(Some(WriteGuard { lr: self })),
+            Ok(_) => Ok(Some(WriteGuard::taken(self))),
             Err(owner) if owner == tid => Err(HeldByMe),
             Err(_) => Ok(None),
         }
@@ -166,8 +166,31 @@ impl<T> WriteGuard<'_, T> {
     }
 }
 
+/// How many write locks (of any `LeftRight`) the calling thread holds: an allocator that itself
+/// changes a space must not be entered from inside a change (`alloc.rs` sends such allocations to the
+/// system allocator), or two locks could be taken in both orders.
+#[cfg(not(loom))]
+pub fn writes_held() -> usize {
+    WRITES_HELD.try_with(std::cell::Cell::get).unwrap_or(0)
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static WRITES_HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl<'a, T> WriteGuard<'a, T> {
+    fn taken(lr: &'a LeftRight<T>) -> Self {
+        #[cfg(not(loom))]
+        let _ = WRITES_HELD.try_with(|c| c.set(c.get() + 1));
+        WriteGuard { lr }
+    }
+}
+
 impl<T> Drop for WriteGuard<'_, T> {
     fn drop(&mut self) {
+        #[cfg(not(loom))]
+        let _ = WRITES_HELD.try_with(|c| c.set(c.get().saturating_sub(1)));
         self.lr.writer.store(0, Ordering::Release);
     }
 }

@@ -17,6 +17,7 @@
 //! (stack growth and the headroom guarantee), `fork.rs` (each side's map after `fork(2)`).
 
 mod fork;
+mod forking;
 mod kernel;
 mod recover;
 mod shared;
@@ -25,6 +26,10 @@ mod stack;
 pub use kernel::FailureMode;
 pub(crate) use shared::{Shared, reading_any};
 pub use stack::HEADROOM;
+
+/// Holds more locks across every fork of the process: `take` runs before the spaces' locks are taken,
+/// `give_back` after they are given back (see `forking.rs`).
+pub(crate) use forking::also_hold as also_hold_across_forks;
 
 use std::cell::Cell;
 use std::ops::Range;
@@ -106,6 +111,7 @@ impl AddressSpace {
                 return Err(e.into());
             }
         };
+        forking::watch();
         let shared = Arc::new(Shared::new(base..base + total, map, opts));
         let slot = registry::register(&shared, base..base + total);
         Ok(AddressSpace { shared, slot })
