@@ -1,0 +1,1 @@
+//! `Mm`: a Linux process's memory over a `VmMap`, with Linux's results, partial effects, placement and VMA list.

@@ -1,0 +1,1 @@
+//! Pure parsers of what `/proc/PID/` shows about memory (`maps`, `smaps`, `smaps_rollup`) and the VmFlags mnemonics: text in, values out.
