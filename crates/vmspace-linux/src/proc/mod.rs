@@ -1,1 +1,4 @@
-//! Pure parsers of what `/proc/PID/` shows about memory (`maps`, `smaps`, `smaps_rollup`) and the VmFlags mnemonics: text in, values out.
+//! Pure parsers of what `/proc/PID/` shows about memory (`maps`, `smaps`, `smaps_rollup`) and the
+//! VmFlags mnemonics: text in, values out.
+
+pub mod maps;
