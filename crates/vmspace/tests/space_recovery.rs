@@ -303,3 +303,42 @@ fn calls_that_change_nothing_are_no_ops() {
         agree(&s, name);
     }
 }
+
+/// Every change of inheritance between copy, none and zero, with each of its system calls failing in
+/// turn (before or after taking effect) and each of recovery's too: the kernel never ends with both
+/// `MADV_DONTFORK` and `MADV_WIPEONFORK` on a page (a state the map cannot say), and the map says what
+/// the kernel has.
+#[test]
+fn inheritance_changes_fail_into_states_the_map_can_say() {
+    let _serial = one_at_a_time();
+    let states = [Inherit::Copy, Inherit::None, Inherit::Zero];
+    let mut cases = 0;
+    for from in states {
+        for to in states {
+            if from == to {
+                continue;
+            }
+            for k in 0..2 {
+                for j in [None, Some(0), Some(1), Some(2)] {
+                    for mode in [FailureMode::Before, FailureMode::After] {
+                        let s = AddressSpace::reserve_with(16 * PS, Options::default()).unwrap();
+                        let a = s.range().start;
+                        s.map_at(a..a + 4 * PS, rw()).unwrap();
+                        s.inherit(a + PS..a + 2 * PS, from).unwrap();
+                        s.inject_failure(Some(k), libc::EINVAL, mode);
+                        s.inject_recovery_failure(j, libc::EINVAL, mode);
+                        let got = s.inherit(a + PS..a + 2 * PS, to);
+                        s.inject_failure_after(None);
+                        s.inject_recovery_failure(None, libc::EINVAL, mode);
+                        let what = format!(
+                            "{from:?} → {to:?}, call {k} and recovery call {j:?} failing {mode:?}: {got:?}"
+                        );
+                        agree(&s, &what);
+                        cases += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 6 * 2 * 4 * 2);
+}

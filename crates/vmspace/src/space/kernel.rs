@@ -185,16 +185,22 @@ impl<'a> Kernel<'a> {
         }
     }
 
-    /// `MADV_DONTFORK`/`DOFORK` and `MADV_WIPEONFORK`/`KEEPONFORK` for `i`.
+    /// `MADV_DONTFORK`/`DOFORK` and `MADV_WIPEONFORK`/`KEEPONFORK` for `i`. The bit that goes is
+    /// cleared before the bit that comes is set, so a call failing between them leaves copy, none or
+    /// zero — never don't-fork and wipe-on-fork together, which no inheritance stands for.
     pub(crate) fn inherit(&mut self, r: &Range<u64>, i: Inherit) -> Result<(), Error> {
-        let (dont_fork, wipe) = (i == Inherit::None, i == Inherit::Zero);
-        self.advise(r, if dont_fork { os::Advice::DontFork } else { os::Advice::DoFork })?;
-        if wipe {
-            self.advise(r, os::Advice::WipeOnFork)
-        } else if os::features().wipe_on_fork {
-            self.advise(r, os::Advice::KeepOnFork)
-        } else {
-            Ok(())
+        match i {
+            Inherit::Zero => {
+                self.advise(r, os::Advice::DoFork)?;
+                self.advise(r, os::Advice::WipeOnFork)
+            }
+            _ => {
+                if os::features().wipe_on_fork {
+                    self.advise(r, os::Advice::KeepOnFork)?;
+                }
+                let fork = if i == Inherit::None { os::Advice::DontFork } else { os::Advice::DoFork };
+                self.advise(r, fork)
+            }
         }
     }
 
