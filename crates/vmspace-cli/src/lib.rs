@@ -5,6 +5,7 @@ pub mod allocbench;
 pub mod bench;
 pub mod mapview;
 pub mod out;
+pub mod record;
 pub mod replay;
 pub mod top;
 pub mod tour;

@@ -121,6 +121,19 @@ enum Cmd {
     /// cancel in a reclaim ring, run code from a scratch slot; the map after each step.
     #[command(after_help = "Examples:\n  vmspace tour")]
     Tour,
+    /// Run a command under ptrace and write every memory call of every process and thread it makes,
+    /// with its result, and each process's maps at exec and at exit (JSON lines; no strace needed).
+    #[command(
+        after_help = "Exit status: 0 when the command was recorded (whatever its own status, which the trace's last line and the summary give), 2 on an error of the recorder.\n\nExamples:\n  vmspace record -- ls -l\n  vmspace record -o build.trace -- make -j2\n  vmspace replay build.trace --exact"
+    )]
+    Record {
+        /// Where to write the trace (`-` for standard output).
+        #[arg(short, long, value_name = "FILE", default_value = "vmspace.trace")]
+        output: PathBuf,
+        /// The command and its arguments (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
     /// Write a synthetic trace of N memory calls to standard output (for measuring replay speed).
     #[command(hide = true)]
     SynthTrace {
@@ -191,6 +204,28 @@ fn run_top(a: TopArgs) -> Result<u8, String> {
         print(&top::text(&rows, sk, mmc, Style { on: colour_stdout() }, a.limit))?;
     }
     Ok(0)
+}
+
+fn run_record(output: &std::path::Path, command: &[String]) -> std::io::Result<()> {
+    let mut w: Box<dyn Write> = if output.as_os_str() == "-" {
+        Box::new(std::io::BufWriter::new(std::io::stdout()))
+    } else {
+        let f = std::fs::File::create(output)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", output.display())))?;
+        Box::new(std::io::BufWriter::new(f))
+    };
+    let s = vmspace_cli::record::record(command, &mut w)?;
+    eprintln!(
+        "vmspace record: {} calls in {} processes ({} threads, {} execs); {} exited with status {} → {}",
+        s.calls,
+        s.processes,
+        s.threads,
+        s.execs,
+        command[0],
+        s.status,
+        output.display()
+    );
+    Ok(())
 }
 
 fn parse_pid(s: &str) -> Result<Pid, String> {
@@ -276,6 +311,13 @@ fn run() -> Result<u8, String> {
             print(&if json { vmspace_cli::bench::json(&rows) } else { vmspace_cli::bench::table(&rows) })?;
             Ok(0)
         }
+        Cmd::Record { output, command } => match run_record(&output, &command) {
+            Ok(()) => Ok(0),
+            Err(e) => {
+                eprintln!("vmspace: error: record: {e}");
+                Ok(2)
+            }
+        },
         Cmd::Tour => {
             vmspace_cli::tour::run()?;
             Ok(0)
