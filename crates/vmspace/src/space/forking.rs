@@ -101,10 +101,11 @@ fn also(which: usize) {
 
 /// Registers the hooks, once per process (when the first space is made).
 pub(crate) fn watch() {
-    static WATCHING: AtomicBool = AtomicBool::new(false);
-    if !WATCHING.swap(true, Ordering::SeqCst) {
+    // A `Once`, not a flag: no caller goes on to make a space before the hooks are in.
+    static WATCHING: std::sync::Once = std::sync::Once::new();
+    WATCHING.call_once(|| {
         let _ = process::at_fork(Some(prepare), Some(parent), Some(child));
-    }
+    });
 }
 
 /// Before `fork(2)`: every once-per-process probe done, the table and every write lock held.
