@@ -231,7 +231,7 @@ impl Mm {
             if v.flags & (VM_IO | VM_PFNMAP) != 0 || v.flags & VM_LOCKONFAULT != 0 {
                 continue;
             }
-            let guard = self.guards.first_in(s, e);
+            let guard = self.fault_stop(&v, s, e);
             if v.flags & (VM_WRITE | VM_SHARED) == VM_WRITE && guard.is_none_or(|(g, _)| g > s) {
                 self.anon_prepare(v.start);
             }
@@ -242,6 +242,20 @@ impl Mm {
             }
         }
         Ok(())
+    }
+
+    /// Where faulting `[s, e)` of `v` first fails: a guard marker, or a file page past the file's end.
+    pub(super) fn fault_stop(&self, v: &Vma, s: u64, e: u64) -> Option<(u64, u64)> {
+        let guard = self.guards.first_in(s, e);
+        let eof = v.file.and_then(|f| self.files.get(&f)).and_then(|f| {
+            let in_file = f.size.div_ceil(PAGE).saturating_sub(v.pgoff).saturating_mul(PAGE);
+            let first_bad = v.start + in_file.min(v.len());
+            (first_bad < e).then(|| (first_bad.max(s), e))
+        });
+        match (guard, eof) {
+            (Some(g), Some(x)) => Some(if g.0 <= x.0 { g } else { x }),
+            (g, x) => g.or(x),
+        }
     }
 
     /// `do_vmi_align_munmap` for `[start, end)` (page-aligned, non-empty).

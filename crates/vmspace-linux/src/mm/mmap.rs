@@ -219,6 +219,7 @@ impl Mm {
                     noexec: false,
                     shmem: true,
                     mappable: true,
+                    size: len,
                 };
                 self.files.insert(id, zero);
                 Some(id)

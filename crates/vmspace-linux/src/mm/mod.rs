@@ -153,6 +153,9 @@ pub struct FileRef {
     pub shmem: bool,
     /// Whether the file has an `mmap` operation (`ENODEV` without).
     pub mappable: bool,
+    /// The file's size in bytes (`u64::MAX` when unknown): faulting pages past it fails (`SIGBUS`), so
+    /// populating them fails as a guard marker does.
+    pub size: u64,
 }
 
 /// What `/proc/PID/maps` does not show but placement and naming need (`/proc/PID/stat` shows most).
@@ -257,7 +260,11 @@ impl Mm {
             let mut label = Label::None;
             let mut file = None;
             if special {
+                // install_special_mapping adds VM_DONTEXPAND; the vvar pages are raw frames.
                 flags |= VM_DONTEXPAND;
+                if l.name.starts_with("[vvar") {
+                    flags = (flags | VM_IO | VM_PFNMAP | VM_DONTDUMP) & !(VM_MAYWRITE | VM_MAYEXEC);
+                }
                 label = Label::Special(l.name.clone());
             } else if let Some(n) = l.name.strip_prefix("[anon:").and_then(|n| n.strip_suffix(']')) {
                 label = Label::AnonName(String::from(n));
@@ -280,6 +287,7 @@ impl Mm {
                             noexec: false,
                             shmem: l.dev.0 == 0,
                             mappable: true,
+                            size: u64::MAX,
                         },
                     );
                 }
@@ -297,6 +305,26 @@ impl Mm {
             }
         }
         mm
+    }
+
+    /// Corrects what [`Mm::from_maps`] inferred for the VMA starting at `start`, from what `smaps`
+    /// shows: its `VmFlags` (as `VM_*` bits) and whether it has anonymous pages (`Anonymous:` above
+    /// zero, which implies an `anon_vma`). Returns false when no VMA starts there.
+    pub fn adopt(&mut self, start: u64, flags: Option<u64>, has_anon: Option<bool>, forked: bool) -> bool {
+        let id = self.fresh_id();
+        let Some(v) = self.vmas.get_mut(&start) else { return false };
+        if let Some(f) = flags {
+            v.flags = f;
+            if f & VM_LOCKED != 0 {
+                self.locked_vm += v.pages();
+            }
+        }
+        match has_anon {
+            Some(true) if v.anon.is_none() => v.anon = Some(Anon { id, singular: !forked }),
+            Some(false) => v.anon = None,
+            _ => {}
+        }
+        true
     }
 
     fn fresh_id(&mut self) -> u64 {

@@ -92,6 +92,10 @@ impl Mm {
                 let label = v.label.clone();
                 let at = self.modify(v.start, seg_start, seg_end, newflags, &label)?;
                 tmp = self.vmas[&at].end;
+                // A private locked VMA turning writable is populated to break COW now.
+                if v.flags & (VM_WRITE | VM_SHARED | VM_LOCKED) == VM_LOCKED && newflags & VM_WRITE != 0 {
+                    let _ = self.populate(seg_start, seg_end, true);
+                }
             } else {
                 tmp = v.end;
             }
@@ -292,7 +296,7 @@ impl Mm {
                 return Err(Errno::EINVAL);
             }
             let e = end.min(v.end);
-            let guard = self.guards.first_in(at, e);
+            let guard = self.fault_stop(&v, at, e);
             if write && v.flags & VM_SHARED == 0 && guard.is_none_or(|(g, _)| g > at) {
                 self.anon_prepare(v.start);
             }

@@ -204,7 +204,8 @@ impl Mm {
     }
 
     /// `move_vma`: copy the VMA to `new_addr` (merging there if it can), move the page tables (guard
-    /// markers), then unmap the source — or, with `MREMAP_DONTUNMAP`, leave it unlocked and unaccounted.
+    /// markers), then unmap the source — or, with `MREMAP_DONTUNMAP`, leave the whole source VMA
+    /// unlocked (it keeps `VM_ACCOUNT`: the live kernel merges its pieces with accounted neighbours).
     fn move_vma(&mut self, r: Req) -> Result<u64, Errno> {
         if self.map_count() >= self.params.max_map_count.saturating_sub(3) {
             return Err(Errno::ENOMEM);
@@ -241,7 +242,7 @@ impl Mm {
         }
         if dontunmap {
             if let Some(src) = self.vmas.values_mut().find(|s| s.start <= r.addr && r.addr < s.end) {
-                src.flags &= !(VM_LOCKED_MASK | VM_ACCOUNT);
+                src.flags &= !VM_LOCKED_MASK;
                 if src.start == r.addr && src.end == r.addr + r.old_len && src.start != r.new_addr {
                     src.anon = None;
                 }

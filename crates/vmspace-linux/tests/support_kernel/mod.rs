@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod fuzz;
+
 use std::fmt;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -88,6 +90,23 @@ pub enum Op {
 }
 
 impl Op {
+    /// The address range the call names (empty for calls without one).
+    pub fn range(&self) -> (u64, u64) {
+        match *self {
+            Op::Mmap { addr, len, .. }
+            | Op::Munmap { addr, len }
+            | Op::Mprotect { addr, len, .. }
+            | Op::Madvise { addr, len, .. }
+            | Op::Mlock { addr, len }
+            | Op::Mlock2 { addr, len, .. }
+            | Op::Munlock { addr, len }
+            | Op::Mseal { addr, len, .. }
+            | Op::Msync { addr, len, .. } => (addr, addr.saturating_add(len)),
+            Op::Mremap { addr, old, .. } => (addr, addr.saturating_add(old)),
+            _ => (0, 0),
+        }
+    }
+
     fn encode(&self) -> [u64; 8] {
         match *self {
             Op::Mmap { addr, len, prot, flags, file, off } => {
@@ -209,6 +228,7 @@ pub fn memfds(pages: u64) -> Vec<TestFile> {
         noexec: false,
         shmem: true,
         mappable: true,
+        size: pages * 4096,
     };
     vec![TestFile { file: file(1, true), fd: rw }, TestFile { file: file(2, false), fd: ro }]
 }
@@ -222,6 +242,8 @@ pub struct Divergence {
     pub model: Result<u64, Errno>,
     /// `(kernel line, model line)` pairs that differ (`None` where one side has no line).
     pub lines: Vec<(Option<String>, Option<String>)>,
+    /// The kernel's maps lines around the call's range, after it.
+    pub context: Vec<String>,
 }
 
 impl fmt::Display for Divergence {
@@ -230,6 +252,11 @@ impl fmt::Display for Divergence {
         for (k, m) in self.lines.iter().take(12) {
             writeln!(f, "  kernel: {}", k.as_deref().unwrap_or("-"))?;
             writeln!(f, "  model:  {}", m.as_deref().unwrap_or("-"))?;
+        }
+        if self.lines.is_empty() || self.kernel == Err(Errno::EIO) {
+            for l in &self.context {
+                writeln!(f, "  maps:   {l}")?;
+            }
         }
         Ok(())
     }
@@ -244,6 +271,10 @@ pub struct Kernel {
     pub files: Vec<FileRef>,
     pub steps: usize,
     buf: Vec<u8>,
+    /// The kernel's maps after the last answered call.
+    pub last_maps: String,
+    /// The child's own answer buffer (calls must never reach it).
+    pub child_buf: (u64, u64),
 }
 
 fn raw(ret: i64) -> Result<u64, Errno> {
@@ -285,11 +316,39 @@ impl Kernel {
             files: files.iter().map(|f| f.file.clone()).collect(),
             steps: 0,
             buf: Vec::new(),
+            last_maps: String::new(),
+            child_buf: (child_buf.as_ptr() as u64, child_buf.as_ptr() as u64 + child_buf.len() as u64),
         };
         let (brk, text) = k.call_raw(Op::Brk { addr: 0 }).expect("child answers");
         let lines = maps::parse(&text).expect("kernel maps parse");
         k.mm = Mm::from_maps(&lines, Layout { brk: brk as u64, ..layout }, params);
+        k.adopt_smaps();
         k
+    }
+
+    /// Reads the child's smaps once: exact `VmFlags`, and which VMAs have anonymous pages.
+    fn adopt_smaps(&mut self) {
+        let text = std::fs::read_to_string(format!("/proc/{}/smaps", self.pid)).expect("child smaps");
+        let mut start = None;
+        let mut anon = None;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("Anonymous:") {
+                anon = rest.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).map(|kb| kb > 0);
+            } else if let Some(rest) = line.strip_prefix("VmFlags:") {
+                if let Some(s) = start.take() {
+                    self.mm.adopt(s, Some(vm_flags(rest)), anon.take(), true);
+                }
+            } else if let Some((range, _)) = line.split_once(' ') {
+                if let Some((s, _)) = range.split_once('-') {
+                    if let Ok(s) = u64::from_str_radix(s, 16) {
+                        if !line.contains(':') || line.split_whitespace().count() >= 5 {
+                            start = Some(s);
+                            anon = None;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Sends one op; returns the raw result and the child's maps.
@@ -343,10 +402,12 @@ impl Kernel {
                     kernel: Err(Errno::EIO),
                     model: Err(Errno::EIO),
                     lines: vec![(Some(e), None)],
+                    context: self.last_maps.lines().map(String::from).collect(),
                 }));
             }
         };
         let kernel = if matches!(op, Op::Brk { .. }) { Ok(ret as u64) } else { raw(ret) };
+        self.last_maps.clone_from(&text);
         let model = self.apply(op);
         let klines: Vec<MapsLine> =
             maps::parse(&text).expect("kernel maps parse").into_iter().map(normalise).collect();
@@ -380,7 +441,14 @@ impl Kernel {
             }
         }
         if kernel != model || !diff.is_empty() {
-            return Err(Box::new(Divergence { step, op, kernel, model, lines: diff }));
+            let (lo, hi) = op.range();
+            let context = klines
+                .iter()
+                .filter(|l| l.range.end + (64 << 12) > lo && l.range.start < hi.saturating_add(64 << 12))
+                .take(40)
+                .map(|l| l.to_string())
+                .collect();
+            return Err(Box::new(Divergence { step, op, kernel, model, lines: diff, context }));
         }
         Ok(kernel)
     }
@@ -411,6 +479,44 @@ impl Kernel {
             }
         }
     }
+}
+
+/// `VmFlags` mnemonics (`show_smap_vma_flags`) as `VM_*` bits. Test-only: the crate's own parser
+/// lives in `proc::smaps`.
+fn vm_flags(text: &str) -> u64 {
+    use vmspace_linux::mm::*;
+    let table: &[(&str, u64)] = &[
+        ("rd", VM_READ),
+        ("wr", VM_WRITE),
+        ("ex", VM_EXEC),
+        ("sh", VM_SHARED),
+        ("mr", VM_MAYREAD),
+        ("mw", VM_MAYWRITE),
+        ("me", VM_MAYEXEC),
+        ("ms", VM_MAYSHARE),
+        ("gd", VM_GROWSDOWN),
+        ("pf", VM_PFNMAP),
+        ("lo", VM_LOCKED),
+        ("io", VM_IO),
+        ("sr", VM_SEQ_READ),
+        ("rr", VM_RAND_READ),
+        ("dc", VM_DONTCOPY),
+        ("de", VM_DONTEXPAND),
+        ("lf", VM_LOCKONFAULT),
+        ("ac", VM_ACCOUNT),
+        ("nr", VM_NORESERVE),
+        ("ht", VM_HUGETLB),
+        ("sf", VM_SYNC),
+        ("wf", VM_WIPEONFORK),
+        ("dd", VM_DONTDUMP),
+        ("sd", VM_SOFTDIRTY),
+        ("mm", VM_MIXEDMAP),
+        ("hg", VM_HUGEPAGE),
+        ("nh", VM_NOHUGEPAGE),
+        ("mg", VM_MERGEABLE),
+        ("sl", VM_SEALED),
+    ];
+    text.split_whitespace().filter_map(|m| table.iter().find(|(n, _)| *n == m)).fold(0, |a, (_, v)| a | v)
 }
 
 /// What the model cannot know: the inode shmem gives each shared anonymous mapping.
