@@ -1,0 +1,310 @@
+//! Splits and merges exactly as `mm/vma.c` makes them: `__split_vma`, `vma_merge_new_range`,
+//! `vma_merge_existing_range` + `vma_modify`, `anon_vma_prepare`, and the unmapping of
+//! `do_vmi_align_munmap` with its partial effects.
+
+use super::*;
+use crate::abi::Errno;
+
+/// A range about to become (part of) a VMA: what `struct vma_merge_struct` carries.
+pub(super) struct Proposed<'a> {
+    pub start: u64,
+    pub end: u64,
+    pub flags: u64,
+    pub pgoff: u64,
+    pub file: Option<u64>,
+    pub anon: Option<Anon>,
+    pub label: &'a Label,
+}
+
+/// `are_anon_vmas_compatible`: prev and next may both join one VMA.
+fn pair_compatible(a: Option<Anon>, b: Option<Anon>) -> bool {
+    match (a, b) {
+        (Some(x), Some(y)) => x.id == y.id,
+        _ => true,
+    }
+}
+
+impl Mm {
+    /// `can_vma_merge_after`: `p` may extend `prev` at its end.
+    fn can_merge_after(prev: &Vma, p: &Proposed<'_>) -> bool {
+        prev.end == p.start
+            && attrs_mergeable(p.flags, p.file, p.label, prev)
+            && anon_mergeable(p.anon, prev.anon)
+            && prev.pgoff.wrapping_add(prev.pages()) == p.pgoff
+    }
+
+    /// `can_vma_merge_before`: `p` may extend `next` at its start.
+    fn can_merge_before(next: &Vma, p: &Proposed<'_>) -> bool {
+        next.start == p.end
+            && attrs_mergeable(p.flags, p.file, p.label, next)
+            && anon_mergeable(p.anon, next.anon)
+            && next.pgoff == p.pgoff.wrapping_add((p.end - p.start) >> 12)
+    }
+
+    /// The VMA ending exactly at `addr`.
+    fn ends_at(&self, addr: u64) -> Option<&Vma> {
+        self.vmas.range(..addr).next_back().map(|(_, v)| v).filter(|v| v.end == addr)
+    }
+
+    /// `__split_vma`: splits the VMA containing `at` (strictly inside it) in two.
+    pub(super) fn split_at(&mut self, at: u64) {
+        let Some(v) = self.vma_at(at).filter(|v| v.start < at).cloned() else { return };
+        let mut hi = v.clone();
+        hi.start = at;
+        hi.pgoff = v.pgoff_at(at);
+        self.vmas.get_mut(&v.start).expect("the VMA just found").end = at;
+        self.vmas.insert(at, hi);
+    }
+
+    /// `split_vma`: `__split_vma` refused at `vm.max_map_count`.
+    fn split_checked(&mut self, at: u64) -> Result<(), Errno> {
+        if self.map_count() >= self.params.max_map_count {
+            return Err(Errno::ENOMEM);
+        }
+        self.split_at(at);
+        Ok(())
+    }
+
+    /// `vma_merge_new_range`: tries to make `p` (a range with no VMA) part of its neighbours. Returns
+    /// the start of the VMA that now covers it, or `None` when it must be a VMA of its own.
+    pub(super) fn merge_new(&mut self, p: &Proposed<'_>) -> Option<u64> {
+        if p.flags & VM_SPECIAL != 0 {
+            return None;
+        }
+        let prev = self.ends_at(p.start).cloned();
+        let next = self.vmas.get(&p.end).cloned();
+        let left = prev.as_ref().is_some_and(|v| Self::can_merge_after(v, p));
+        let right = next.as_ref().is_some_and(|n| {
+            Self::can_merge_before(n, p)
+                && (!left || pair_compatible(prev.as_ref().and_then(|v| v.anon), n.anon))
+        });
+        match (left, right) {
+            (false, false) => None,
+            (true, r) => {
+                let prev = prev.expect("left merge has prev");
+                let mut m = prev.clone();
+                m.end = p.end;
+                m.anon = prev.anon.or(if r { next.as_ref().and_then(|n| n.anon) } else { None }).or(p.anon);
+                if r {
+                    let n = next.expect("right merge has next");
+                    m.end = n.end;
+                    self.vmas.remove(&n.start);
+                }
+                self.vmas.insert(m.start, m);
+                Some(prev.start)
+            }
+            (false, true) => {
+                let n = next.expect("right merge has next");
+                let mut m = n.clone();
+                m.start = p.start;
+                m.pgoff = p.pgoff;
+                m.anon = n.anon.or(p.anon);
+                self.vmas.remove(&n.start);
+                self.vmas.insert(p.start, m);
+                Some(p.start)
+            }
+        }
+    }
+
+    /// `vma_modify`: gives `[start, end)` (inside the VMA at `key`) new flags and label, merging with
+    /// the neighbour on a side the range reaches (`vma_merge_existing_range`), else splitting. Returns
+    /// the start of the VMA now holding `start`; on a refused split the splits already made stay.
+    pub(super) fn modify(
+        &mut self,
+        key: u64,
+        start: u64,
+        end: u64,
+        flags: u64,
+        label: &Label,
+    ) -> Result<u64, Errno> {
+        let mid = self.vmas.get(&key).cloned().expect("modify on a VMA");
+        let left_side = start == mid.start;
+        let right_side = end == mid.end;
+        let p =
+            Proposed { start, end, flags, pgoff: mid.pgoff_at(start), file: mid.file, anon: mid.anon, label };
+        if flags & VM_SPECIAL == 0 && (left_side || right_side) {
+            let prev = if left_side { self.ends_at(start).cloned() } else { None };
+            let next = if right_side { self.vmas.get(&end).cloned() } else { None };
+            let ml = prev.as_ref().is_some_and(|v| Self::can_merge_after(v, &p));
+            let mr = next.as_ref().is_some_and(|n| {
+                Self::can_merge_before(n, &p)
+                    && (!ml || pair_compatible(prev.as_ref().and_then(|v| v.anon), n.anon))
+            });
+            match (ml, mr) {
+                (true, true) => {
+                    let (pv, nx) = (prev.expect("prev"), next.expect("next"));
+                    let anon = pv.anon.or(nx.anon).or(mid.anon);
+                    self.vmas.remove(&mid.start);
+                    self.vmas.remove(&nx.start);
+                    let v = self.vmas.get_mut(&pv.start).expect("prev");
+                    v.end = nx.end;
+                    v.anon = anon;
+                    return Ok(pv.start);
+                }
+                (true, false) => {
+                    let pv = prev.expect("prev");
+                    let anon = pv.anon.or(mid.anon);
+                    self.vmas.remove(&mid.start);
+                    if !right_side {
+                        let mut rest = mid.clone();
+                        rest.start = end;
+                        rest.pgoff = mid.pgoff_at(end);
+                        self.vmas.insert(end, rest);
+                    }
+                    let v = self.vmas.get_mut(&pv.start).expect("prev");
+                    v.end = end;
+                    v.anon = anon;
+                    return Ok(pv.start);
+                }
+                (false, true) => {
+                    let nx = next.expect("next");
+                    let mut m = nx.clone();
+                    m.start = start;
+                    m.pgoff = p.pgoff;
+                    m.anon = nx.anon.or(mid.anon);
+                    self.vmas.remove(&nx.start);
+                    if left_side {
+                        self.vmas.remove(&mid.start);
+                    } else {
+                        self.vmas.get_mut(&mid.start).expect("middle").end = start;
+                    }
+                    self.vmas.insert(start, m);
+                    return Ok(start);
+                }
+                (false, false) => {}
+            }
+        }
+        if mid.start < start {
+            self.split_checked(start)?;
+        }
+        if end < mid.end {
+            self.split_checked(end)?;
+        }
+        let v = self.vmas.get_mut(&start).expect("the split range");
+        v.flags = flags;
+        v.label = label.clone();
+        Ok(start)
+    }
+
+    /// `anon_vma_prepare`: gives the VMA at `key` an `anon_vma`, reusing a compatible neighbour's
+    /// (`find_mergeable_anon_vma`: next first, then prev, only when its chain is singular).
+    pub(super) fn anon_prepare(&mut self, key: u64) {
+        let v = self.vmas.get(&key).cloned().expect("anon_prepare on a VMA");
+        if v.anon.is_some() {
+            return;
+        }
+        let compatible = |a: &Vma, b: &Vma| {
+            a.end == b.start
+                && a.file == b.file
+                && (a.flags ^ b.flags) & !(VM_ACCESS_FLAGS | VM_SOFTDIRTY) == 0
+                && b.pgoff == a.pgoff.wrapping_add(a.pages())
+        };
+        let reuse = |old: &Vma| old.anon.filter(|a| a.singular);
+        let mut anon = None;
+        if let Some(n) = self.vmas.get(&v.end) {
+            if compatible(&v, n) {
+                anon = reuse(n);
+            }
+        }
+        if anon.is_none() {
+            if let Some((_, p)) = self.vmas.range(..v.start).next_back() {
+                if compatible(p, &v) {
+                    anon = reuse(p);
+                }
+            }
+        }
+        let anon = anon.map(|a| Anon { id: a.id, singular: true });
+        let anon = anon.unwrap_or_else(|| Anon { id: self.fresh_id(), singular: true });
+        self.vmas.get_mut(&key).expect("the VMA").anon = Some(anon);
+    }
+
+    /// `__mm_populate` (through `populate_vma_page_range`): faults `[start, end)` in, VMA by VMA; a
+    /// write fault (private writable VMAs) prepares an `anon_vma`. Lock-on-fault VMAs are skipped.
+    /// Returns `EFAULT` where a guard marker stops it (unless `ignore_errors`).
+    pub(super) fn populate(&mut self, start: u64, end: u64, ignore_errors: bool) -> Result<(), Errno> {
+        let mut at = start;
+        while at < end {
+            let Some(v) = self.find_vma(at).filter(|v| v.start < end).cloned() else { break };
+            let s = at.max(v.start);
+            let e = end.min(v.end);
+            at = v.end;
+            if v.flags & (VM_IO | VM_PFNMAP) != 0 || v.flags & VM_LOCKONFAULT != 0 {
+                continue;
+            }
+            let guard = self.fault_stop(&v, s, e);
+            if v.flags & (VM_WRITE | VM_SHARED) == VM_WRITE && guard.is_none_or(|(g, _)| g > s) {
+                self.anon_prepare(v.start);
+            }
+            // Without FOLL_FORCE (PROT_NONE) the first page already fails.
+            let inaccessible = v.flags & VM_ACCESS_FLAGS == 0;
+            if (guard.is_some() || inaccessible) && !ignore_errors {
+                return Err(Errno::EFAULT);
+            }
+        }
+        Ok(())
+    }
+
+    /// Where faulting `[s, e)` of `v` first fails: a guard marker, or a file page past the file's end.
+    pub(super) fn fault_stop(&self, v: &Vma, s: u64, e: u64) -> Option<(u64, u64)> {
+        let guard = self.guards.first_in(s, e);
+        let eof = v.file.and_then(|f| self.files.get(&f)).and_then(|f| {
+            let in_file = f.size.div_ceil(PAGE).saturating_sub(v.pgoff).saturating_mul(PAGE);
+            let first_bad = v.start + in_file.min(v.len());
+            (first_bad < e).then(|| (first_bad.max(s), e))
+        });
+        match (guard, eof) {
+            (Some(g), Some(x)) => Some(if g.0 <= x.0 { g } else { x }),
+            (g, x) => g.or(x),
+        }
+    }
+
+    /// `do_vmi_align_munmap` for `[start, end)` (page-aligned, non-empty).
+    pub(super) fn unmap_range(&mut self, start: u64, end: u64) -> Result<(), Errno> {
+        self.gather(start, end)?;
+        self.remove_range(start, end);
+        Ok(())
+    }
+
+    /// `vms_gather_munmap_vmas`: splits the edge VMAs of `[start, end)` so that whole VMAs cover it. A
+    /// sealed VMA fails it with `EPERM`, and `vm.max_map_count` with `ENOMEM`, after the splits already
+    /// made (which stay, as Linux leaves them).
+    pub(super) fn gather(&mut self, start: u64, end: u64) -> Result<(), Errno> {
+        let Some(first) = self.find_vma(start).filter(|v| v.start < end).cloned() else { return Ok(()) };
+        if start > first.start {
+            if end < first.end && self.map_count() >= self.params.max_map_count {
+                return Err(Errno::ENOMEM);
+            }
+            if first.sealed() {
+                return Err(Errno::EPERM);
+            }
+            self.split_at(start);
+        }
+        let mut at = start;
+        while let Some(v) = self.find_vma(at).filter(|v| v.start < end).cloned() {
+            if v.sealed() {
+                return Err(Errno::EPERM);
+            }
+            if v.end > end {
+                self.split_at(end);
+            }
+            at = v.end.min(end);
+            if at >= end {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the VMAs inside `[start, end)` (after [`Self::gather`]) and the guard markers there.
+    pub(super) fn remove_range(&mut self, start: u64, end: u64) {
+        let doomed: Vec<u64> = self.vmas.range(start..end).map(|(s, _)| *s).collect();
+        for s in doomed {
+            if let Some(v) = self.vmas.remove(&s) {
+                if v.flags & VM_LOCKED != 0 {
+                    self.locked_vm = self.locked_vm.saturating_sub(v.pages());
+                }
+            }
+        }
+        self.guards.remove(start, end);
+    }
+}
