@@ -96,6 +96,10 @@ enum Cmd {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Replay a trace written by `vmspace record` through Linux's exact model (vmspace-linux's
+        /// `Mm`): every result and every recorded snapshot compared with the kernel's.
+        #[arg(long, conflicts_with_all = ["against", "pid", "plot", "strict"])]
+        exact: bool,
     },
     /// Run the comparison benchmarks in one process: each workload against its alternative, with ratios.
     #[command(
@@ -206,6 +210,21 @@ fn run_top(a: TopArgs) -> Result<u8, String> {
     Ok(0)
 }
 
+fn run_exact(trace: &std::path::Path, json: bool) -> Result<u8, String> {
+    use vmspace_cli::replay::exact;
+    let mut input: Box<dyn std::io::BufRead> = if trace.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(trace).map_err(|e| format!("{}: {e}", trace.display()))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let r = exact::run(&mut input)?;
+    let out =
+        if json { serde_json::to_string(&r).map_err(|e| e.to_string())? + "\n" } else { exact::text(&r) };
+    print(&out)?;
+    Ok(if r.equal() { 0 } else { 1 })
+}
+
 fn run_record(output: &std::path::Path, command: &[String]) -> std::io::Result<()> {
     let mut w: Box<dyn Write> = if output.as_os_str() == "-" {
         Box::new(std::io::BufWriter::new(std::io::stdout()))
@@ -266,7 +285,14 @@ fn run() -> Result<u8, String> {
             }
             Ok(0)
         }
-        Cmd::Replay { trace, against, pid, plot, strict, json } => {
+        Cmd::Replay { trace, json, exact: true, .. } => match run_exact(&trace, json) {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                eprintln!("vmspace: error: {e}");
+                Ok(2)
+            }
+        },
+        Cmd::Replay { trace, against, pid, plot, strict, json, .. } => {
             let opts = replay::Options { trace, against, pid, plot, strict, json, progress: true };
             let mut out = String::new();
             let code = match replay::run(&opts, &mut out) {

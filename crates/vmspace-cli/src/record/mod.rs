@@ -35,6 +35,7 @@ pub struct Summary {
 /// A call entered by a thread and not yet returned.
 struct Pending {
     nr: u64,
+    entered: u64,
     name: &'static str,
     args: [u64; 6],
     file: Option<trace::FileInfo>,
@@ -123,6 +124,8 @@ fn emit(out: &mut dyn Write, e: &Event) -> io::Result<()> {
 
 fn drive(first: i32, t: &mut Tracees, sum: &mut Summary, out: &mut dyn Write) -> io::Result<()> {
     let mut first_exec_seen = false;
+    // One clock over every thread's call entries and returns.
+    let mut clock: u64 = 0;
     ptrace::resume(first, 0)?;
     while let Some((tid, stop)) = ptrace::wait_any()? {
         match stop {
@@ -155,19 +158,28 @@ fn drive(first: i32, t: &mut Tracees, sum: &mut Summary, out: &mut dyn Write) ->
                         };
                         let file =
                             calls::fd_argument(name, &args).and_then(|fd| procinfo::file_info(tid, fd));
+                        clock += 1;
                         if name == "exit" || name == "exit_group" {
                             // Never returns: written now, with the result 0.
                             sum.calls += 1;
-                            emit(
-                                out,
-                                &Event::Call { pid, tid, name: name.into(), args, ret: 0, file: None },
-                            )?;
+                            let (entered, exited) = (clock, clock);
+                            let e = Event::Call {
+                                pid,
+                                tid,
+                                name: name.into(),
+                                args,
+                                ret: 0,
+                                file: None,
+                                entered,
+                                exited,
+                            };
+                            emit(out, &e)?;
                             if name == "exit_group" {
                                 snapshot_exit(t, pid, tid, out)?;
                             }
                             ptrace::resume(tid, 0)?;
                         } else {
-                            t.pending.insert(tid, Pending { nr, name, args, file });
+                            t.pending.insert(tid, Pending { nr, entered: clock, name, args, file });
                             ptrace::resume_to_exit(tid)?;
                         }
                     }
@@ -187,9 +199,12 @@ fn drive(first: i32, t: &mut Tracees, sum: &mut Summary, out: &mut dyn Write) ->
                         }
                     };
                     sum.calls += 1;
+                    clock += 1;
+                    let (entered, exited) = (p.entered, clock);
+                    let name = p.name.into();
                     emit(
                         out,
-                        &Event::Call { pid, tid, name: p.name.into(), args: p.args, ret, file: p.file },
+                        &Event::Call { pid, tid, name, args: p.args, ret, file: p.file, entered, exited },
                     )?;
                 }
                 ptrace::resume(tid, 0)?;

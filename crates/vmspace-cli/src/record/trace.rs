@@ -53,6 +53,14 @@ pub enum Event {
         /// For `mmap` of a file: what the descriptor named when the call was made.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<FileInfo>,
+        /// When the call entered and when it returned, on one clock of the recorder's stops. Lines come
+        /// in the order calls returned; calls of threads of one process whose `[entered, exited]`
+        /// overlap ran at once, and the kernel may have served them in either order.
+        #[serde(default)]
+        entered: u64,
+        /// See `entered`.
+        #[serde(default)]
+        exited: u64,
     },
     /// Thread `tid` of `pid` made a new thread or process `child` (`fork`, `vfork`, `clone`, `clone3`).
     Fork {

@@ -3,6 +3,7 @@
 //!
 //! [`VmMap`]: vmspace_core::VmMap
 
+pub mod exact;
 pub mod model;
 pub mod parse;
 pub mod rangeset;
