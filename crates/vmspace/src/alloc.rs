@@ -636,7 +636,10 @@ impl<A: GlobalAlloc> LargeAlloc<A> {
         if let Some(c) = self.config.get() {
             return c;
         }
-        // First-time setup under the fork table, so no fork catches it half-way.
+        // First-time setup under the fork table, so no fork catches it half-way. The fork hooks come
+        // first: a fork that starts while this thread holds the table must wait for it (unhooked, the
+        // child would inherit the table held by a thread it does not have).
+        watch_forks();
         let _table = fork_table();
         self.config.get_or_init(|| self.base.resolve())
     }
@@ -655,13 +658,14 @@ impl<A: GlobalAlloc> LargeAlloc<A> {
         let _g = Inside::enter();
         let cfg = *self.config();
         // First-time setup under the fork table, so no fork catches it half-way; the state joins
-        // the table, so the fork hooks take its locks from now on.
+        // the table, so the fork hooks take its locks from now on (hooked before the table is taken,
+        // as in `config`).
+        watch_forks();
         let mut table = fork_table();
         let s = self.state.get_or_init(|| State::new(&cfg)).as_ref()?;
         let me = s as *const State as usize;
         if !table.contains(&me) {
             table.push(me);
-            watch_forks();
         }
         Some(s)
     }
@@ -1000,7 +1004,8 @@ pub(crate) fn fork_release() {
     drop(held);
 }
 
-/// Joins the spaces' fork hooks once (called with the table held, when the first state joins it).
+/// Joins the spaces' fork hooks once (called before the table is first taken, so that every fork from
+/// then on takes the table before `fork(2)`).
 fn watch_forks() {
     static WATCHING: AtomicU64 = AtomicU64::new(0);
     if WATCHING.swap(1, Ordering::Relaxed) == 0 {
