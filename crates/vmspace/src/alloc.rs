@@ -681,6 +681,21 @@ impl<A: GlobalAlloc> LargeAlloc<A> {
         self.made().is_some_and(|s| s.owns(ptr as usize as u64))
     }
 
+    /// The layout the live block at `ptr` was allocated (or last reallocated) with, or `None` if `ptr`
+    /// is not the start of a live block of this allocator's space (a pointer of the wrapped allocator,
+    /// a freed block, an interior pointer). What a C `free(ptr)` / `malloc_usable_size(ptr)`, which get
+    /// no size, need to call [`GlobalAlloc::dealloc`] (libmalloc's `large_entry_for_pointer_no_lock`).
+    pub fn allocation_layout(&self, ptr: *const u8) -> Option<Layout> {
+        let s = self.made()?;
+        let addr = ptr as usize as u64;
+        if !s.owns(addr) {
+            return None;
+        }
+        let _g = Inside::enter();
+        let l = *lock(s.shard(addr)).get(&addr)?;
+        Layout::from_size_align(l.size as usize, l.align as usize).ok()
+    }
+
     /// The managed address range, once made.
     pub fn space_range(&self) -> Option<std::ops::Range<u64>> {
         self.made().map(|s| s.start..s.end)

@@ -103,6 +103,7 @@ pub struct RingBuilder<'a> {
     advice: FreeAdvice,
     policy: Policy,
     no_batching: bool,
+    process_wide: bool,
 }
 
 impl std::fmt::Debug for RingBuilder<'_> {
@@ -156,6 +157,14 @@ impl<'a> RingBuilder<'a> {
         self
     }
 
+    /// Make it the process-wide ring (the one `mach_vm_reclaim_ring_allocate` allows per task) even
+    /// when a [`reclaimer`](Self::reclaimer) serves it: the C interface's ring, whose kernel side is a
+    /// reclaimer thread. Not with a [`space`](Self::space) (`InvalidArgument`).
+    pub fn process_wide(mut self) -> Self {
+        self.process_wide = true;
+        self
+    }
+
     /// Make the ring (`mach_vm_reclaim_ring_allocate`).
     ///
     /// Errors: `initial == 0`, `max == 0` or `initial > max` → `InvalidArgument`; `max > MAX_CAPACITY`
@@ -174,7 +183,10 @@ impl<'a> RingBuilder<'a> {
         if self.reclaimer.is_some_and(|r| r.is_inherited()) {
             return Err(ReclaimError::NotSupported);
         }
-        let process_wide = self.space.is_none() && self.reclaimer.is_none();
+        if self.process_wide && self.space.is_some() {
+            return Err(ReclaimError::InvalidArgument);
+        }
+        let process_wide = self.process_wide || (self.space.is_none() && self.reclaimer.is_none());
         if process_wide && PROCESS_RING.swap(true, Ordering::AcqRel) {
             return Err(ReclaimError::ResourceShortage);
         }
