@@ -65,7 +65,7 @@ const CONTEXT: usize = 3;
 struct Process {
     mm: Rc<RefCell<Mm>>,
     /// The last calls, for context.
-    recent: Vec<String>,
+    recent: std::collections::VecDeque<(String, [u64; 6], i64)>,
 }
 
 /// A recorded call waiting to be replayed.
@@ -124,7 +124,25 @@ pub fn run(input: &mut dyn BufRead) -> Result<Report, String> {
                 "not a trace written by `vmspace record` (its first line is not a start event)".into()
             );
         }
-        match trace::parse_line(n, text).map_err(|e| e.to_string())? {
+        // Calls are nearly every line: read them straight into their fields (an internally tagged
+        // enum buffers each line before it looks at the tag).
+        let event = if text.starts_with("{\"event\":\"call\"") {
+            let c: trace::CallLine =
+                serde_json::from_str(text).map_err(|e| format!("trace line {n}: {e}"))?;
+            Event::Call {
+                pid: c.pid,
+                tid: c.tid,
+                name: c.name.into(),
+                args: c.args,
+                ret: c.ret,
+                file: c.file,
+                entered: c.entered,
+                exited: c.exited,
+            }
+        } else {
+            trace::parse_line(n, text).map_err(|e| e.to_string())?
+        };
+        match event {
             Event::Start { version, kernel, max_map_count, mmap_min_addr, overcommit_memory, .. } => {
                 if version != trace::VERSION {
                     return Err(format!("trace version {version}; this vmspace reads {}", trace::VERSION));
@@ -155,7 +173,7 @@ pub fn run(input: &mut dyn BufRead) -> Result<Report, String> {
                 };
                 let mm = Mm::from_maps(&lines, layout, p);
                 r.processes += 1;
-                procs.insert(e.pid, Process { mm: Rc::new(RefCell::new(mm)), recent: Vec::new() });
+                procs.insert(e.pid, Process { mm: Rc::new(RefCell::new(mm)), recent: Default::default() });
             }
             Event::Fork { pid, child, flags, .. } => {
                 const CLONE_VM: u64 = 0x100;
@@ -169,7 +187,7 @@ pub fn run(input: &mut dyn BufRead) -> Result<Report, String> {
                     r.processes += 1;
                     Rc::new(RefCell::new(parent.mm.borrow().fork()))
                 };
-                procs.insert(child, Process { mm, recent: Vec::new() });
+                procs.insert(child, Process { mm, recent: Default::default() });
             }
             Event::Call { pid, name, args, ret, file, entered, exited, .. } => {
                 let Some(mm) = procs.get(&pid).map(|p| p.mm.clone()) else { continue };
@@ -364,22 +382,10 @@ fn unmodelled(name: &str, args: &[u64; 6]) -> bool {
 
 /// Counts one replayed call and keeps the first differences with their context.
 fn account(r: &mut Report, p: &mut Process, c: &Call, got: Option<(i64, bool)>) {
-    let a = c.args;
-    let shown = format!(
-        "{}({:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x}) = {}",
-        c.name,
-        a[0],
-        a[1],
-        a[2],
-        a[3],
-        a[4],
-        a[5],
-        show(c.ret)
-    );
     let Some((got, placement)) = got else {
         if unmodelled(&c.name, &c.args) {
             r.unmodelled += 1;
-            remember(p, shown);
+            remember(p, c);
         }
         return;
     };
@@ -392,21 +398,36 @@ fn account(r: &mut Report, p: &mut Process, c: &Call, got: Option<(i64, bool)>) 
         r.results_differ += 1;
         if r.first.len() < KEEP {
             let mut s = format!("line {}: ", c.line);
-            for prev in &p.recent {
-                let _ = writeln!(s, "    {prev}");
+            for (name, args, ret) in &p.recent {
+                let _ = writeln!(s, "    {}", shown(name, args, *ret));
             }
-            let _ = write!(s, "  → {shown}; Mm returned {}", show(got));
+            let _ = write!(s, "  → {}; Mm returned {}", shown(&c.name, &c.args, c.ret), show(got));
             r.first.push(s);
         }
     }
-    remember(p, shown);
+    remember(p, c);
 }
 
-fn remember(p: &mut Process, call: String) {
+/// A call as the text shows it: `name(args…) = result`.
+fn shown(name: &str, a: &[u64; 6], ret: i64) -> String {
+    format!(
+        "{name}({:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x}) = {}",
+        a[0],
+        a[1],
+        a[2],
+        a[3],
+        a[4],
+        a[5],
+        show(ret)
+    )
+}
+
+/// Keeps the last calls for a difference's context (formatted only when one is shown).
+fn remember(p: &mut Process, c: &Call) {
     if p.recent.len() == CONTEXT {
-        p.recent.remove(0);
+        p.recent.pop_front();
     }
-    p.recent.push(call);
+    p.recent.push_back((c.name.clone(), c.args, c.ret));
 }
 
 /// A raw result as a reader wants it: an address in hex, or the errno's name.
