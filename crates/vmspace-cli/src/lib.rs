@@ -3,6 +3,8 @@
 
 pub mod allocbench;
 pub mod bench;
+pub mod mapjson;
+pub mod mapsvg;
 pub mod mapview;
 pub mod out;
 pub mod replay;

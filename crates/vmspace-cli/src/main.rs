@@ -10,20 +10,50 @@ use vmspace_cli::out::{Style, colour_stdout};
 use vmspace_cli::top::SortKey;
 use vmspace_cli::{mapview, replay, top};
 
+const MAIN_HELP: &str = "Without a command, runs `vmspace top`.
+
+Examples:
+  vmspace
+  vmspace map self
+  vmspace replay trace.txt --against maps.txt
+
+Exit status (every command): 0 ran and found no difference; 1 differences found (replay
+--against); 2 error (bad input, an unreadable or vanished process or file, usage). A closed
+output pipe (`| head`) ends the command quietly.";
+
 const TOP_EXAMPLES: &str = "Examples:
   vmspace                      every process, largest Pss first
   vmspace top --sort entries   the most fragmented address spaces first
-  vmspace top --limit 10 --json";
+  vmspace top --sort pid       by process id, ascending (every other key sorts largest first)
+  vmspace top --limit 10 --json
+
+JSON: {\"processes\": [{\"pid\", \"name\", \"entries\", \"vmas\", \"mapped\", \"rss\", \"pss\", \"swap\",
+\"wired\", \"largest_gap\"}], \"skipped\": {...}, \"max_map_count\"}; sizes in bytes.
+
+Exit status: 0 ran; 2 error (/proc unreadable, usage). Processes that cannot be read are counted
+under skipped, not errors. A closed output pipe ends the command quietly.";
 
 const MAP_EXAMPLES: &str = "Examples:
   vmspace map self             this process
   vmspace map 1 --svg init.svg a picture of pid 1's address space
   vmspace map $(pgrep -n python3) --json | jq '.summary'
 
+One line per VMA, as /proc/PID/maps and pmap list them, with the free gaps between them; user
+space ends at TASK_SIZE, and the kernel's part above it (where [vsyscall] lives) is marked as such.
 Columns: PRT/MAX is protection / max protection (Linux's mr mw me), INH inheritance at fork
 (copy = private, share = MAP_SHARED, none = MADV_DONTFORK 'dc', zero = MADV_WIPEONFORK 'wf'),
-LO mlocked ('lo'), BH behaviour (sr sequential, rr random), FLAGS gd stack, dd no core dump,
-sl sealed.";
+BH behaviour (sr sequential, rr random), FLAGS every other VmFlags mnemonic as the kernel prints
+it (lo locked, gd stack, gu guard regions, hg huge pages, sl sealed, dd no core dump, ...),
+NAME the kernel's name ([vvar_vclock], [anon:NAME], a path); control bytes are escaped (\\t, \\e).
+Sizes are binary units, rounded.
+
+--json writes one object: pid (a number), name, threads, task_size, regions (the VMAs: start,
+end, size, prot, max_prot, shared, offset, dev, inode, name, kind, inherit, behavior, locked,
+vm_flags, kernel_page_size, stats), entries (the merged map entries), holes, summary; every
+address, size and counter in bytes (see the README for the schema).
+
+Exit status: 0 ran; 2 error (no such process, not permitted, a kernel thread, usage). A closed
+output pipe ends the command quietly.";
 
 const REPLAY_EXAMPLES: &str = "Examples:
   strace -f -e trace=memory,process -o trace.txt python3 -c 'print(1)'
@@ -34,8 +64,15 @@ const REPLAY_EXAMPLES: &str = "Examples:
 --against compares the final map of one address space (--pid, else the last one created by execve,
 else the only one) with a /proc/PID/maps snapshot, page by page (protection, shared/private), over
 the pages the trace touched (mmap, munmap, mremap, brk, shmat, shmdt ranges): mappings made before
-the trace (the exec'd binary, the stack, the vDSO) are invisible to it. Exit status 1 when they differ,
-2 on an error (an unreadable file, a line longer than 8 MiB, with --strict a line that does not parse).";
+the trace (the exec'd binary, the stack, the vDSO) are invisible to it. The snapshot may be a copy of
+/proc/PID/maps or of /proc/PID/smaps.
+
+Traces: strace -f output (with -o, a pid on every line), -ff output (TRACE is the -o PREFIX: every
+PREFIX.PID file is read, one pid after another in pid order), -X verbose, -k, -t/-tt/-ttt, -T, -y.
+
+Exit status: 0 replayed (and, with --against, no difference); 1 the maps differ; 2 error (an
+unreadable file, input that is not an strace trace, an empty or malformed snapshot, a line longer
+than 8 MiB, with --strict a line that does not parse). A closed output pipe ends quietly.";
 
 /// `vmspace bench alloc`'s options as clap leaves them when none is given on the command line.
 fn alloc_defaults() -> vmspace_cli::allocbench::Options {
@@ -52,7 +89,7 @@ fn alloc_defaults() -> vmspace_cli::allocbench::Options {
     name = "vmspace",
     version,
     about = "Look at real address spaces through a vm_map: live processes, strace replays, benchmarks",
-    after_help = "Without a command, runs `vmspace top`.\n\nExamples:\n  vmspace\n  vmspace map self\n  vmspace replay trace.txt --against maps.txt"
+    after_help = MAIN_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -99,7 +136,7 @@ enum Cmd {
     },
     /// Run the comparison benchmarks in one process: each workload against its alternative, with ratios.
     #[command(
-        after_help = "Examples:\n  vmspace bench\n  vmspace bench map --json\n  vmspace bench all --plot ratios.svg\n  vmspace bench alloc --secs 1 --allocators glibc,mimalloc,vmspace"
+        after_help = "Examples:\n  vmspace bench\n  vmspace bench map --json\n  vmspace bench all --plot ratios.svg\n  vmspace bench alloc --secs 1 --allocators glibc,mimalloc,vmspace\n\nExit status: 0 ran; 2 error (usage, a failed run)."
     )]
     Bench {
         /// Which benchmark: map, space, ring, scratch, all; or alloc, the allocator comparison (a child
@@ -119,7 +156,9 @@ enum Cmd {
     AllocChild(vmspace_cli::allocbench::ChildArgs),
     /// A guided run on real memory: reserve, map, protect, guard, wire, fork, grow a stack, enter and
     /// cancel in a reclaim ring, run code from a scratch slot; the map after each step.
-    #[command(after_help = "Examples:\n  vmspace tour")]
+    #[command(
+        after_help = "Examples:\n  vmspace tour\n  vmspace tour | head -20\n\nExit status: 0 the map and the kernel agreed at every step; 2 they did not, or a call failed."
+    )]
     Tour,
     /// Write a synthetic trace of N memory calls to standard output (for measuring replay speed).
     #[command(hide = true)]
@@ -131,7 +170,7 @@ enum Cmd {
 
 #[derive(clap::Args, Debug, Default)]
 struct TopArgs {
-    /// Sort by this column (largest first).
+    /// Sort by this column: largest first, except `pid`, ascending.
     #[arg(long, value_enum, default_value = "pss")]
     sort: SortKeyArg,
     /// Show at most N rows.
@@ -222,10 +261,11 @@ fn run() -> Result<u8, String> {
             }
             let mmc = procmaps::max_map_count();
             if let Some(f) = &svg {
-                std::fs::write(f, mapview::svg(&p)).map_err(|e| format!("{}: {e}", f.display()))?;
+                std::fs::write(f, vmspace_cli::mapsvg::svg(&p))
+                    .map_err(|e| format!("{}: {e}", f.display()))?;
             }
             if json {
-                print(&mapview::json(&p, mmc))?;
+                print(&vmspace_cli::mapjson::json(&p, mmc))?;
             } else {
                 print(&mapview::text(&p, Style { on: colour_stdout() }, mmc))?;
             }
@@ -290,11 +330,17 @@ fn run() -> Result<u8, String> {
 }
 
 fn main() -> ExitCode {
+    // A closed pipe (`vmspace tour | head -1`) ends the program the way it ends grep or cat: by
+    // SIGPIPE's default action, quietly, in every thread and forked child, instead of a panic in the
+    // next `println!`. Rust sets SIGPIPE to ignored before main; this puts the default back.
+    // SAFETY: signal(2) with SIG_DFL, before any other thread exists; no handler is installed.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     match run() {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("vmspace: error: {e}");
-            ExitCode::from(1)
+            // 1 means "differences found"; an error is 2, as clap's usage errors are.
+            ExitCode::from(2)
         }
     }
 }

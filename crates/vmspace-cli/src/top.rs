@@ -2,13 +2,14 @@
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
 use vmspace::procmaps::{self, Pid, ProcMaps};
 
 use crate::mapview::{totals, user_largest_gap};
-use crate::out::{Style, grouped, human, json_str};
+use crate::out::{Style, esc, grouped, human};
 
 /// One process's row.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Row {
     /// Process id.
     pub pid: u32,
@@ -29,23 +30,27 @@ pub struct Row {
     /// Wired (mlocked) bytes.
     pub wired: u64,
     /// Largest free gap in user space.
+    #[serde(rename = "largest_gap")]
     pub gap: u64,
 }
 
 /// What was not shown, and why.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Skipped {
     /// Exited while being read.
     pub gone: u64,
     /// Not readable (permission).
     pub denied: u64,
-    /// Kernel threads (no address space).
+    /// Kernel threads (no address space: `Kthread: 1`, or no memory and not a zombie).
+    #[serde(rename = "kernel_threads")]
     pub kernel: u64,
+    /// Zombies (`State: Z`): exited, not yet reaped, their memory already freed.
+    pub zombies: u64,
     /// Other errors.
     pub other: u64,
 }
 
-/// Sort keys (all descending but `pid`).
+/// Sort keys: every size column sorts largest first; `pid` sorts ascending, the order `ps` uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SortKey {
     /// Map entries.
@@ -74,6 +79,7 @@ pub fn collect() -> Result<(Vec<Row>, Skipped), String> {
     let mut buf = String::with_capacity(256 * 1024);
     for pid in pids {
         match ProcMaps::load_with(Pid::Id(pid), &mut buf) {
+            Ok(p) if p.regions.is_empty() && p.status.state == 'Z' => sk.zombies += 1,
             Ok(p) if p.regions.is_empty() => sk.kernel += 1,
             Ok(p) => rows.push(row(pid, &p)),
             Err(e) if e.is_gone() => sk.gone += 1,
@@ -144,7 +150,7 @@ pub fn text(
             Some(m) if m > 0 => format!("{:.1}%", r.vmas as f64 * 100.0 / m as f64),
             _ => "?".into(),
         };
-        let name: String = r.name.chars().take(16).collect();
+        let name: String = esc(&r.name).chars().take(16).collect();
         let _ = writeln!(
             o,
             "{:>7} {:<16} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>6}",
@@ -176,40 +182,22 @@ pub fn text(
     );
     let _ = writeln!(
         o,
-        "skipped: {} kernel threads, {} exited while read, {} not permitted, {} unreadable",
-        sk.kernel, sk.gone, sk.denied, sk.other
+        "skipped: {} kernel threads, {} zombies, {} exited while read, {} not permitted, {} unreadable",
+        sk.kernel, sk.zombies, sk.gone, sk.denied, sk.other
     );
     o
 }
 
-/// The rows as JSON.
+#[derive(Serialize)]
+struct TopJson<'a> {
+    processes: &'a [Row],
+    skipped: Skipped,
+    max_map_count: Option<u64>,
+}
+
+/// The rows as JSON: `{"processes": [{"pid", "name", "entries", "vmas", "mapped", "rss", "pss",
+/// "swap", "wired", "largest_gap"}], "skipped": {"gone", "denied", "kernel_threads", "zombies",
+/// "other"}, "max_map_count": N | null}`, sizes in bytes.
 pub fn json(rows: &[Row], sk: Skipped, max_map_count: Option<u64>) -> String {
-    let mut o = String::from("{\"processes\":[");
-    for (i, r) in rows.iter().enumerate() {
-        let _ = write!(
-            o,
-            "{}{{\"pid\":{},\"name\":{},\"entries\":{},\"vmas\":{},\"mapped\":{},\"rss\":{},\"pss\":{},\"swap\":{},\"wired\":{},\"largest_gap\":{}}}",
-            if i == 0 { "" } else { "," },
-            r.pid,
-            json_str(&r.name),
-            r.entries,
-            r.vmas,
-            r.mapped,
-            r.rss,
-            r.pss,
-            r.swap,
-            r.wired,
-            r.gap
-        );
-    }
-    let _ = writeln!(
-        o,
-        "],\"skipped\":{{\"kernel_threads\":{},\"gone\":{},\"denied\":{},\"other\":{}}},\"max_map_count\":{}}}",
-        sk.kernel,
-        sk.gone,
-        sk.denied,
-        sk.other,
-        max_map_count.map_or("null".to_string(), |m| m.to_string())
-    );
-    o
+    crate::mapjson::to_line(&TopJson { processes: rows, skipped: sk, max_map_count })
 }

@@ -67,6 +67,11 @@ pub fn run() -> Result<(), String> {
             let mut status = 0;
             // SAFETY: waiting for our own child.
             unsafe { libc::waitpid(pid, &mut status, 0) };
+            if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGPIPE {
+                // The child wrote to a closed pipe (`vmspace tour | head`): end the same quiet way.
+                // SAFETY: raising a signal whose action is the default (termination).
+                unsafe { libc::raise(libc::SIGPIPE) };
+            }
             if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
                 return Err("the forked child's map disagreed with its kernel".into());
             }

@@ -170,76 +170,9 @@ impl MapObject for Mapping {
     }
 }
 
-/// Linux's two-letter `VmFlags` of a VMA (`/proc/PID/smaps`), as a bit set.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct VmFlags(u64);
-
-/// Every flag name the kernel prints, in its order (`show_smap_vma_flags`); bit `i` is `NAMES[i]`.
-const VMFLAG_NAMES: [&str; 44] = [
-    "rd", "wr", "ex", "sh", "mr", "mw", "me", "ms", "gd", "pf", "lf", "dw", "lo", "io", "sr", "rr", "dc",
-    "de", "ac", "nr", "ht", "sf", "nl", "ar", "wf", "dd", "sd", "mm", "hg", "nh", "mg", "um", "uw", "ss",
-    "sl", "bt", "mt", "gu", "lt", "ui", "u1", "u2", "u3", "u4",
-];
-
-impl VmFlags {
-    /// No flag.
-    pub const EMPTY: VmFlags = VmFlags(0);
-
-    fn bit(name: &str) -> Option<u64> {
-        VMFLAG_NAMES.iter().position(|n| *n == name).map(|i| 1u64 << i)
-    }
-
-    /// Parses the value of a `VmFlags:` line (`rd wr mr mw me ac`); unknown names are ignored.
-    pub fn parse(s: &str) -> VmFlags {
-        VmFlags(s.split_ascii_whitespace().filter_map(Self::bit).fold(0, |a, b| a | b))
-    }
-
-    /// Whether the two-letter flag `name` is set (`false` for names the kernel does not print).
-    pub fn has(self, name: &str) -> bool {
-        Self::bit(name).is_some_and(|b| self.0 & b != 0)
-    }
-
-    /// The set flags' names in the kernel's order.
-    pub fn names(self) -> impl Iterator<Item = &'static str> {
-        VMFLAG_NAMES.iter().enumerate().filter(move |(i, _)| self.0 & (1 << i) != 0).map(|(_, n)| *n)
-    }
-
-    /// Maximum protection: `mr` read, `mw` write, `me` execute.
-    pub fn max_prot(self) -> Prot {
-        let mut p = Prot::NONE;
-        if self.has("mr") {
-            p |= Prot::READ;
-        }
-        if self.has("mw") {
-            p |= Prot::WRITE;
-        }
-        if self.has("me") {
-            p |= Prot::EXECUTE;
-        }
-        p
-    }
-}
-
-impl fmt::Debug for VmFlags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// The names separated by spaces, as the kernel prints them.
-impl fmt::Display for VmFlags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for n in self.names() {
-            if !first {
-                f.write_str(" ")?;
-            }
-            f.write_str(n)?;
-            first = false;
-        }
-        Ok(())
-    }
-}
+/// Linux's two-letter `VmFlags` of a VMA (`/proc/PID/smaps`), as a bit set: the one table, in
+/// `vmspace-linux`.
+pub use vmspace_linux::proc::vmflags::VmFlags;
 
 /// Memory counters of a region or a whole process, in bytes (smaps reports kB).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -252,6 +185,10 @@ pub struct Stats {
     pub shared: u64,
     /// Resident pages mapped only here (`Private_Clean + Private_Dirty`).
     pub private: u64,
+    /// Shared pages written to (`Shared_Dirty`), part of `shared`.
+    pub shared_dirty: u64,
+    /// Private pages written to (`Private_Dirty`), part of `private`.
+    pub private_dirty: u64,
     /// Anonymous resident bytes (`Anonymous`).
     pub anonymous: u64,
     /// Swapped-out bytes (`Swap`).
@@ -269,6 +206,8 @@ impl Stats {
         self.pss = self.pss.saturating_add(other.pss);
         self.shared = self.shared.saturating_add(other.shared);
         self.private = self.private.saturating_add(other.private);
+        self.shared_dirty = self.shared_dirty.saturating_add(other.shared_dirty);
+        self.private_dirty = self.private_dirty.saturating_add(other.private_dirty);
         self.anonymous = self.anonymous.saturating_add(other.anonymous);
         self.swap = self.swap.saturating_add(other.swap);
         self.swap_pss = self.swap_pss.saturating_add(other.swap_pss);
@@ -281,8 +220,16 @@ impl Stats {
         match key {
             "Rss" => self.rss = b,
             "Pss" => self.pss = b,
-            "Shared_Clean" | "Shared_Dirty" => self.shared = self.shared.saturating_add(b),
-            "Private_Clean" | "Private_Dirty" => self.private = self.private.saturating_add(b),
+            "Shared_Clean" => self.shared = self.shared.saturating_add(b),
+            "Private_Clean" => self.private = self.private.saturating_add(b),
+            "Shared_Dirty" => {
+                self.shared = self.shared.saturating_add(b);
+                self.shared_dirty = b;
+            }
+            "Private_Dirty" => {
+                self.private = self.private.saturating_add(b);
+                self.private_dirty = b;
+            }
             "Anonymous" => self.anonymous = b,
             "Swap" => self.swap = b,
             "SwapPss" => self.swap_pss = b,
@@ -575,6 +522,10 @@ pub struct Status {
     pub name: String,
     /// Threads (`Threads`).
     pub threads: u64,
+    /// The state letter (`State`: `R`, `S`, `D`, `Z` zombie, `X` dead…; `'\0'` when absent).
+    pub state: char,
+    /// A kernel thread (`Kthread: 1`, Linux 6.7+; older kernels do not say).
+    pub kthread: bool,
     /// Total mapped bytes (`VmSize`), not counting `[vsyscall]`.
     pub vm_size: u64,
     /// Peak of `vm_size` (`VmPeak`).
@@ -596,6 +547,8 @@ pub fn parse_status(text: &str) -> Status {
         match k {
             "Name" => s.name = v.to_string(),
             "Threads" => s.threads = v.parse().unwrap_or(0),
+            "State" => s.state = v.chars().next().unwrap_or('\0'),
+            "Kthread" => s.kthread = v == "1",
             "VmSize" => s.vm_size = kb(v).unwrap_or(0) * 1024,
             "VmPeak" => s.vm_peak = kb(v).unwrap_or(0) * 1024,
             "VmRSS" => s.vm_rss = kb(v).unwrap_or(0) * 1024,

@@ -52,6 +52,13 @@ pub enum Error {
     },
     /// No address space to compare (see [`Replayer::target`]), or the one named was not kept.
     Target(String),
+    /// The input is not an strace trace (binary bytes, or not one line of it a system call).
+    NotATrace {
+        /// The file.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for Error {
@@ -66,6 +73,9 @@ impl std::fmt::Display for Error {
             Error::BadLine(b) => write!(f, "line {}: {}: {}", b.line, b.reason, b.content),
             Error::Snapshot { path, reason } => write!(f, "{}: {reason}", path.display()),
             Error::Target(m) => f.write_str(m),
+            Error::NotATrace { path, reason } => {
+                write!(f, "{}: not an strace trace ({reason})", path.display())
+            }
         }
     }
 }
@@ -230,13 +240,75 @@ pub fn compare(space: &Space, snapshot: &[Region]) -> Comparison {
     cmp
 }
 
+/// One input of a replay: a file (or standard input), and the pid its lines belong to when the file
+/// is one of `strace -ff`'s `PREFIX.PID` files, whose lines carry no pid.
+struct Source {
+    path: PathBuf,
+    pid: Option<u32>,
+}
+
+/// The inputs `trace` names: `-` (standard input), the file itself, or, when no such file exists,
+/// every `TRACE.PID` file beside it (`strace -ff -o TRACE`), in pid order.
+fn sources(trace: &Path) -> Result<Vec<Source>, Error> {
+    if trace.as_os_str() == "-" || trace.exists() {
+        return Ok(vec![Source { path: trace.to_path_buf(), pid: None }]);
+    }
+    let not_found = || Error::Io {
+        path: trace.to_path_buf(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such file, and no strace -ff files TRACE.PID beside it",
+        ),
+    };
+    let (Some(dir), Some(prefix)) = (trace.parent(), trace.file_name().and_then(|n| n.to_str())) else {
+        return Err(not_found());
+    };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let Ok(list) = std::fs::read_dir(dir) else { return Err(not_found()) };
+    let mut found: Vec<Source> = list
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().into_string().ok()?;
+            let pid = name.strip_prefix(prefix)?.strip_prefix('.')?;
+            if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some(Source { path: e.path(), pid: Some(pid.parse().ok()?) })
+        })
+        .collect();
+    if found.is_empty() {
+        return Err(not_found());
+    }
+    found.sort_by_key(|s| s.pid);
+    Ok(found)
+}
+
 /// Reads the trace and replays it. Returns the replayer and the seconds spent. The replayer keeps
 /// the live spaces and the one `--against` compares ([`Replayer::for_target`] of `opts.pid`).
+/// `strace -ff` files are replayed one after another in pid order (a parent's files before its
+/// children's, unless pids wrapped), each line under its file's pid.
 pub fn replay(opts: &Options) -> Result<(Replayer, f64), Error> {
-    let (reader, size): (Box<dyn Read>, u64) = if opts.trace.as_os_str() == "-" {
+    let mut rep = Replayer::for_target(opts.pid);
+    let t0 = Instant::now();
+    let mut line_no = 0u64;
+    for src in sources(&opts.trace)? {
+        replay_one(opts, &src, &mut rep, &mut line_no)?;
+    }
+    rep.finish();
+    if rep.calls == 0 && rep.bad_total > 0 {
+        return Err(Error::NotATrace {
+            path: opts.trace.clone(),
+            reason: format!("none of its {} lines is a system call", grouped(rep.lines)),
+        });
+    }
+    Ok((rep, t0.elapsed().as_secs_f64()))
+}
+
+fn replay_one(opts: &Options, src: &Source, rep: &mut Replayer, line_no: &mut u64) -> Result<(), Error> {
+    let (reader, size): (Box<dyn Read>, u64) = if src.path.as_os_str() == "-" {
         (Box::new(std::io::stdin().lock()), 0)
     } else {
-        let f = std::fs::File::open(&opts.trace).map_err(io_error(&opts.trace))?;
+        let f = std::fs::File::open(&src.path).map_err(io_error(&src.path))?;
         let size = f.metadata().map(|m| m.len()).unwrap_or(0);
         (Box::new(f), size)
     };
@@ -251,45 +323,66 @@ pub fn replay(opts: &Options) -> Result<(Replayer, f64), Error> {
         b
     });
     let mut r = BufReader::with_capacity(1 << 20, reader);
-    let mut rep = Replayer::for_target(opts.pid);
     let mut buf = Vec::with_capacity(4096);
-    let mut line_no = 0u64;
+    let mut prefixed = String::new();
     let mut read = 0u64;
-    let t0 = Instant::now();
     loop {
-        let n = read_line_bounded(&mut r, &mut buf, MAX_LINE).map_err(io_error(&opts.trace))?;
+        let n = read_line_bounded(&mut r, &mut buf, MAX_LINE).map_err(io_error(&src.path))?;
         let Some(n) = n else {
-            return Err(Error::LineTooLong { line: line_no + 1, limit: MAX_LINE });
+            return Err(Error::LineTooLong { line: *line_no + 1, limit: MAX_LINE });
         };
         if n == 0 {
             break;
+        }
+        if buf.contains(&0) {
+            // No strace line holds a NUL (strace escapes it as \0): this is binary data.
+            return Err(Error::NotATrace {
+                path: src.path.clone(),
+                reason: format!("line {} holds a NUL byte: binary data", *line_no + 1),
+            });
         }
         if buf.capacity() > 1 << 20 && n < 4096 {
             // One long line does not keep its buffer for the rest of the trace.
             buf.shrink_to(4096);
         }
-        line_no += 1;
+        *line_no += 1;
         read += n as u64;
         if let Some(b) = &bar
-            && line_no % 65536 == 0
+            && *line_no % 65536 == 0
         {
             b.set_position(read);
         }
-        let text = match std::str::from_utf8(&buf) {
+        let mut text = match std::str::from_utf8(&buf) {
             Ok(t) => std::borrow::Cow::Borrowed(t),
             Err(_) => String::from_utf8_lossy(&buf),
         };
-        if let Err(bad) = rep.feed(line_no, &text)
+        if let Some(pid) = src.pid {
+            prefixed.clear();
+            let _ = write!(prefixed, "{pid} {text}");
+            text = std::borrow::Cow::Borrowed(prefixed.as_str());
+        }
+        if let Err(bad) = rep.feed(*line_no, &text)
             && opts.strict
         {
             return Err(Error::BadLine(bad));
         }
     }
-    rep.finish();
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    Ok((rep, t0.elapsed().as_secs_f64()))
+    Ok(())
+}
+
+/// Parses an `--against` snapshot: a copy of `/proc/PID/maps` or of `/proc/PID/smaps` (told apart by
+/// its `Key: value` lines). An empty snapshot is refused: it would make every page a difference.
+pub fn parse_snapshot(path: &Path, text: &str) -> Result<Vec<Region>, Error> {
+    let bad = |reason: String| Error::Snapshot { path: path.to_path_buf(), reason };
+    if text.trim().is_empty() {
+        return Err(bad("empty snapshot: no mapping to compare with (was the process gone?)".into()));
+    }
+    let smaps = text.lines().any(|l| l.starts_with("VmFlags:") || l.starts_with("Rss:"));
+    let r = if smaps { procmaps::parse_smaps(text) } else { procmaps::parse_maps(text) };
+    r.map_err(|e| bad(e.to_string()))
 }
 
 /// Runs the command: report on `out`; returns the exit code (1 when `--against` found differences).
@@ -299,8 +392,7 @@ pub fn run(opts: &Options, out: &mut String) -> Result<i32, Error> {
     let mut target = None;
     if let Some(path) = &opts.against {
         let text = std::fs::read_to_string(path).map_err(io_error(path))?;
-        let snap = procmaps::parse_maps(&text)
-            .map_err(|e| Error::Snapshot { path: path.clone(), reason: e.to_string() })?;
+        let snap = parse_snapshot(path, &text)?;
         let s = rep.target(opts.pid).map_err(Error::Target)?;
         if rep.spaces[s].freed {
             // Cannot happen through `replay`, which keeps the target; a guard against a silent

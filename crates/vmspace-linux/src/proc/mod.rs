@@ -2,3 +2,4 @@
 //! VmFlags mnemonics: text in, values out.
 
 pub mod maps;
+pub mod vmflags;
