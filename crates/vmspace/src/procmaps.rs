@@ -17,6 +17,8 @@ use std::fmt;
 use std::io;
 use std::ops::Range;
 
+use vmspace_linux::proc::counters::Counters;
+
 use crate::{Behavior, EntryFlags, Inherit, MapObject, MapSpec, Prot, VmError, VmMap};
 
 /// The lowest address a loaded map covers.
@@ -213,31 +215,6 @@ impl Stats {
         self.swap_pss = self.swap_pss.saturating_add(other.swap_pss);
         self.locked = self.locked.saturating_add(other.locked);
     }
-
-    /// Applies one `Key: N kB` line; returns whether the key was a counter.
-    fn apply(&mut self, key: &str, kb: u64) -> bool {
-        let b = kb.saturating_mul(1024);
-        match key {
-            "Rss" => self.rss = b,
-            "Pss" => self.pss = b,
-            "Shared_Clean" => self.shared = self.shared.saturating_add(b),
-            "Private_Clean" => self.private = self.private.saturating_add(b),
-            "Shared_Dirty" => {
-                self.shared = self.shared.saturating_add(b);
-                self.shared_dirty = b;
-            }
-            "Private_Dirty" => {
-                self.private = self.private.saturating_add(b);
-                self.private_dirty = b;
-            }
-            "Anonymous" => self.anonymous = b,
-            "Swap" => self.swap = b,
-            "SwapPss" => self.swap_pss = b,
-            "Locked" => self.locked = b,
-            _ => return false,
-        }
-        true
-    }
 }
 
 /// One Linux VMA as `/proc/PID/maps` and `smaps` describe it.
@@ -366,153 +343,85 @@ fn perr(line: usize, content: &str, reason: &'static str) -> ParseError {
     ParseError { line, content, reason }
 }
 
-/// Parses one `/proc/PID/maps` line: `start-end perms offset major:minor inode [path]`.
-pub fn parse_maps_line(line: &str) -> Result<Region, &'static str> {
-    let mut rest = line;
-    let mut field = || -> Option<&str> {
-        let t = rest.trim_start_matches(' ');
-        let end = t.find(' ').unwrap_or(t.len());
-        let (f, r) = t.split_at(end);
-        rest = r;
-        (!f.is_empty()).then_some(f)
-    };
-    let range = field().ok_or("missing range")?;
-    let perms = field().ok_or("missing permissions")?;
-    let offset = field().ok_or("missing offset")?;
-    let dev = field().ok_or("missing device")?;
-    let inode = field().ok_or("missing inode")?;
-    let path = rest.trim_start_matches(' ');
-    let (s, e) = range.split_once('-').ok_or("range without '-'")?;
-    let start = u64::from_str_radix(s, 16).map_err(|_| "bad start address")?;
-    let end = u64::from_str_radix(e, 16).map_err(|_| "bad end address")?;
-    if end <= start || start % 4096 != 0 || end % 4096 != 0 {
-        return Err("empty, inverted or unaligned range");
-    }
-    let p = perms.as_bytes();
-    if p.len() != 4 {
-        return Err("permissions are not 4 letters");
-    }
-    let mut prot = Prot::NONE;
-    for (i, (ch, bit)) in
-        [(b'r', Prot::READ), (b'w', Prot::WRITE), (b'x', Prot::EXECUTE)].into_iter().enumerate()
-    {
-        match p[i] {
-            c if c == ch => prot |= bit,
-            b'-' => {}
-            _ => return Err("bad permission letter"),
-        }
-    }
-    let shared = match p[3] {
-        b's' => true,
-        b'p' => false,
-        _ => return Err("sharing is neither 's' nor 'p'"),
-    };
-    let offset = u64::from_str_radix(offset, 16).map_err(|_| "bad offset")?;
-    let (ma, mi) = dev.split_once(':').ok_or("device without ':'")?;
-    let dev = (
-        u32::from_str_radix(ma, 16).map_err(|_| "bad device major")?,
-        u32::from_str_radix(mi, 16).map_err(|_| "bad device minor")?,
-    );
-    let inode: u64 = inode.parse().map_err(|_| "bad inode")?;
-    let mapping = Mapping::classify(path, dev, inode, shared);
-    Ok(Region {
-        range: start..end,
-        prot,
-        shared,
-        offset,
-        dev,
-        inode,
-        path: path.to_string(),
+/// A `maps` line as a [`Region`] (no counters, no VmFlags).
+fn region_of(l: vmspace_linux::proc::maps::MapsLine) -> Region {
+    let mapping = Mapping::classify(&l.name, l.dev, l.inode, l.shared);
+    Region {
+        range: l.range,
+        prot: l.prot,
+        shared: l.shared,
+        offset: l.offset,
+        dev: l.dev,
+        inode: l.inode,
+        path: l.name,
         mapping,
         stats: None,
         vm_flags: None,
         kernel_page_size: 4096,
-    })
+    }
 }
 
-/// Parses `/proc/PID/maps`: one region per non-empty line, in order.
+/// Parses one `/proc/PID/maps` line: `start-end perms offset major:minor inode [path]`, with
+/// [`vmspace_linux::proc::maps::parse_line`].
+pub fn parse_maps_line(line: &str) -> Result<Region, &'static str> {
+    vmspace_linux::proc::maps::parse_line(line).map(region_of)
+}
+
+/// The line `n` (1-based) of `text`, for an error message.
+fn line_of(text: &str, n: usize) -> &str {
+    text.lines().nth(n.saturating_sub(1)).unwrap_or("")
+}
+
+/// Parses `/proc/PID/maps`: one region per non-empty line, in order ([`vmspace_linux::proc::maps`]).
 pub fn parse_maps(text: &str) -> Result<Vec<Region>, ParseError> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(parse_maps_line(line).map_err(|r| perr(i + 1, line, r))?);
-    }
-    check_order(&out)?;
-    Ok(out)
+    let lines =
+        vmspace_linux::proc::maps::parse(text).map_err(|e| perr(e.line, line_of(text, e.line), e.reason))?;
+    Ok(lines.into_iter().map(region_of).collect())
 }
 
-fn check_order(regions: &[Region]) -> Result<(), ParseError> {
-    for w in regions.windows(2) {
-        if w[1].range.start < w[0].range.end {
-            let s = format!("{:x}-{:x}", w[1].range.start, w[1].range.end);
-            return Err(perr(0, &s, "regions overlap or are out of order"));
+impl From<&Counters> for Stats {
+    fn from(c: &Counters) -> Stats {
+        Stats {
+            rss: c.rss,
+            pss: c.pss,
+            shared: c.shared_clean.saturating_add(c.shared_dirty),
+            private: c.private_clean.saturating_add(c.private_dirty),
+            shared_dirty: c.shared_dirty,
+            private_dirty: c.private_dirty,
+            anonymous: c.anonymous,
+            swap: c.swap,
+            swap_pss: c.swap_pss,
+            locked: c.locked,
         }
     }
-    Ok(())
 }
 
-/// Splits `Key:   value` into the key and the trimmed value.
-fn key_value(line: &str) -> Option<(&str, &str)> {
-    let (k, v) = line.split_once(':')?;
-    if k.is_empty() || k.contains(' ') {
-        return None;
-    }
-    Some((k, v.trim()))
+/// Parses `/proc/PID/smaps`: a maps line per region followed by `Key: N kB` lines and `VmFlags:`
+/// ([`vmspace_linux::proc::smaps`]).
+pub fn parse_smaps(text: &str) -> Result<Vec<Region>, ParseError> {
+    let entries =
+        vmspace_linux::proc::smaps::parse(text).map_err(|e| perr(e.line, line_of(text, e.line), e.reason))?;
+    Ok(entries
+        .into_iter()
+        .map(|e| {
+            let mut r = region_of(e.maps);
+            r.stats = Some(Stats::from(&e.counters));
+            r.vm_flags = Some(e.vm_flags.unwrap_or_default());
+            r.kernel_page_size = e.kernel_page_size;
+            r
+        })
+        .collect())
+}
+
+/// Parses `/proc/PID/smaps_rollup`: the process's totals ([`vmspace_linux::proc::rollup`]).
+pub fn parse_rollup(text: &str) -> Result<Stats, ParseError> {
+    vmspace_linux::proc::rollup::parse(text)
+        .map(|r| Stats::from(&r.counters))
+        .map_err(|reason| perr(1, text.lines().next().unwrap_or(""), reason))
 }
 
 fn kb(v: &str) -> Option<u64> {
     v.strip_suffix("kB").unwrap_or(v).trim().parse().ok()
-}
-
-/// Parses `/proc/PID/smaps`: a maps line per region followed by `Key: N kB` lines and `VmFlags:`.
-pub fn parse_smaps(text: &str) -> Result<Vec<Region>, ParseError> {
-    let mut out: Vec<Region> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        if let Some((k, v)) = key_value(line) {
-            let Some(r) = out.last_mut() else {
-                return Err(perr(i + 1, line, "counter before any region"));
-            };
-            let st = r.stats.get_or_insert_with(Stats::default);
-            if k == "VmFlags" {
-                r.vm_flags = Some(VmFlags::parse(v));
-            } else if k == "KernelPageSize" {
-                r.kernel_page_size =
-                    kb(v).ok_or_else(|| perr(i + 1, line, "bad page size"))?.saturating_mul(1024);
-            } else if v.ends_with("kB") {
-                let n = kb(v).ok_or_else(|| perr(i + 1, line, "bad kB value"))?;
-                st.apply(k, n);
-            }
-            continue;
-        }
-        let mut r = parse_maps_line(line).map_err(|e| perr(i + 1, line, e))?;
-        r.stats = Some(Stats::default());
-        out.push(r);
-    }
-    check_order(&out)?;
-    Ok(out)
-}
-
-/// Parses `/proc/PID/smaps_rollup`: the process's totals.
-pub fn parse_rollup(text: &str) -> Result<Stats, ParseError> {
-    let mut st = Stats::default();
-    let mut any = false;
-    for (i, line) in text.lines().enumerate() {
-        if let Some((k, v)) = key_value(line)
-            && v.ends_with("kB")
-        {
-            let n = kb(v).ok_or_else(|| perr(i + 1, line, "bad kB value"))?;
-            any |= st.apply(k, n);
-        }
-    }
-    if !any && !text.trim().is_empty() {
-        return Err(perr(1, text.lines().next().unwrap_or(""), "no counters"));
-    }
-    Ok(st)
 }
 
 /// What `/proc/PID/status` says about a process's memory.
