@@ -8,5 +8,6 @@ pub mod mapsvg;
 pub mod mapview;
 pub mod out;
 pub mod replay;
+pub mod summary;
 pub mod top;
 pub mod tour;

@@ -26,8 +26,11 @@ const TOP_EXAMPLES: &str = "Examples:
   vmspace top --sort entries   the most fragmented address spaces first
   vmspace top --sort pid       by process id, ascending (every other key sorts largest first)
   vmspace top --limit 10 --json
+  vmspace top --user www-data --sort uss
+  vmspace top --name python --pid 1,2
 
-JSON: {\"processes\": [{\"pid\", \"name\", \"entries\", \"vmas\", \"mapped\", \"rss\", \"pss\", \"swap\",
+USS is Private_Clean + Private_Dirty, DIRTY Shared_Dirty + Private_Dirty (from smaps_rollup).
+JSON: {\"processes\": [{\"pid\", \"name\", \"entries\", \"vmas\", \"mapped\", \"rss\", \"pss\", \"uss\", \"dirty\", \"swap\",
 \"wired\", \"largest_gap\"}], \"skipped\": {...}, \"max_map_count\"}; sizes in bytes.
 
 Exit status: 0 ran; 2 error (/proc unreadable, usage). Processes that cannot be read are counted
@@ -35,6 +38,10 @@ under skipped, not errors. A closed output pipe ends the command quietly.";
 
 const MAP_EXAMPLES: &str = "Examples:
   vmspace map self             this process
+  vmspace map 1 2 $$           several processes, one after another
+  vmspace map self --summary   one row per kind of region, totals from smaps_rollup
+  vmspace map self --kind file --file libc
+  vmspace map self --addr 7f0000000000-7fffffffffff
   vmspace map 1 --svg init.svg a picture of pid 1's address space
   vmspace map $(pgrep -n python3) --json | jq '.summary'
 
@@ -103,16 +110,7 @@ enum Cmd {
     Top(TopArgs),
     /// One process's address space, the way procstat -v and vmmap show it.
     #[command(after_help = MAP_EXAMPLES)]
-    Map {
-        /// A process id, or `self`.
-        pid: String,
-        /// Print JSON instead of the listing.
-        #[arg(long)]
-        json: bool,
-        /// Also draw the address space as an SVG picture into FILE.
-        #[arg(long, value_name = "FILE")]
-        svg: Option<PathBuf>,
-    },
+    Map(MapArgs),
     /// Replay an `strace -f -e trace=memory,process` log into one map per address space.
     #[command(after_help = REPLAY_EXAMPLES)]
     Replay {
@@ -168,6 +166,32 @@ enum Cmd {
     },
 }
 
+#[derive(clap::Args, Debug)]
+struct MapArgs {
+    /// Process ids, or `self`.
+    #[arg(required = true, value_name = "PID")]
+    pids: Vec<String>,
+    /// Print JSON instead of the listing (one object per process, one per line).
+    #[arg(long)]
+    json: bool,
+    /// One row per kind of region (each file, heap, stack, anon, shmem, vdso/vvar, guard, reserved)
+    /// with virtual, resident, dirty, clean, swapped, Pss, USS and count; totals from smaps_rollup.
+    #[arg(long)]
+    summary: bool,
+    /// Only the VMAs overlapping [A, B), or containing A (hexadecimal, 0x optional).
+    #[arg(long, value_name = "A[-B]")]
+    addr: Option<String>,
+    /// Only the VMAs whose name contains PATTERN.
+    #[arg(long, value_name = "PATTERN")]
+    file: Option<String>,
+    /// Only the VMAs of this kind: file, heap, stack, vdso, vvar, vsyscall, anon, shared-anon, shmem, special.
+    #[arg(long, value_name = "KIND")]
+    kind: Option<String>,
+    /// Also draw the address space as an SVG picture into FILE (one process only).
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+}
+
 #[derive(clap::Args, Debug, Default)]
 struct TopArgs {
     /// Sort by this column: largest first, except `pid`, ascending.
@@ -179,6 +203,15 @@ struct TopArgs {
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
+    /// Only processes of this user (a name or a uid).
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+    /// Only processes whose command name contains NAME.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Only these process ids (comma-separated, or the option repeated).
+    #[arg(long, value_name = "PID", value_delimiter = ',')]
+    pid: Vec<u32>,
 }
 
 #[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
@@ -187,6 +220,8 @@ enum SortKeyArg {
     Rss,
     #[default]
     Pss,
+    Uss,
+    Dirty,
     Swap,
     Mapped,
     Wired,
@@ -200,6 +235,8 @@ impl From<SortKeyArg> for SortKey {
             SortKeyArg::Entries => SortKey::Entries,
             SortKeyArg::Rss => SortKey::Rss,
             SortKeyArg::Pss => SortKey::Pss,
+            SortKeyArg::Uss => SortKey::Uss,
+            SortKeyArg::Dirty => SortKey::Dirty,
             SortKeyArg::Swap => SortKey::Swap,
             SortKeyArg::Mapped => SortKey::Mapped,
             SortKeyArg::Wired => SortKey::Wired,
@@ -220,7 +257,12 @@ fn print(s: &str) -> Result<(), String> {
 }
 
 fn run_top(a: TopArgs) -> Result<u8, String> {
-    let (mut rows, sk) = top::collect()?;
+    let filter = top::Filter {
+        uid: a.user.as_deref().map(top::uid_of).transpose()?,
+        name: a.name.clone(),
+        pids: a.pid.clone(),
+    };
+    let (mut rows, sk) = top::collect_filtered(&filter)?;
     top::sort(&mut rows, a.sort.into());
     let mmc = procmaps::max_map_count();
     if a.json {
@@ -239,38 +281,94 @@ fn parse_pid(s: &str) -> Result<Pid, String> {
     s.parse::<u32>().map(Pid::Id).map_err(|_| format!("'{s}' is not a process id (a number, or `self`)"))
 }
 
+/// `A` or `A-B` in hexadecimal (`0x` optional) as a half-open range.
+fn parse_addr(s: &str) -> Result<std::ops::Range<u64>, String> {
+    let hex = |t: &str| {
+        let t = t.trim();
+        u64::from_str_radix(t.strip_prefix("0x").unwrap_or(t), 16)
+            .map_err(|_| format!("--addr: '{t}' is not a hexadecimal address"))
+    };
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (hex(a)?, hex(b)?);
+            if b <= a {
+                return Err(format!("--addr: {a:#x}-{b:#x} is empty"));
+            }
+            Ok(a..b)
+        }
+        None => {
+            let a = hex(s)?;
+            Ok(a..a.saturating_add(1))
+        }
+    }
+}
+
+fn run_map(a: MapArgs) -> Result<u8, String> {
+    let pids = a.pids.iter().map(|p| parse_pid(p)).collect::<Result<Vec<_>, _>>()?;
+    if a.svg.is_some() && pids.len() > 1 {
+        return Err("--svg draws one process: give one PID".into());
+    }
+    let range = a.addr.as_deref().map(parse_addr).transpose()?;
+    const KINDS: [&str; 10] =
+        ["file", "heap", "stack", "vdso", "vvar", "vsyscall", "anon", "shared-anon", "shmem", "special"];
+    if let Some(k) = &a.kind
+        && !KINDS.contains(&k.as_str())
+    {
+        return Err(format!("--kind: '{k}' is none of {}", KINDS.join(", ")));
+    }
+    let filtered = range.is_some() || a.file.is_some() || a.kind.is_some();
+    let mmc = procmaps::max_map_count();
+    let mut failed = false;
+    for (i, pid) in pids.into_iter().enumerate() {
+        let mut p = match ProcMaps::load(pid) {
+            Ok(p) if p.regions.is_empty() => {
+                eprintln!(
+                    "vmspace: error: pid {pid} ({}) has no address space (a kernel thread, or a zombie)",
+                    vmspace_cli::out::esc(&p.status.name)
+                );
+                failed = true;
+                continue;
+            }
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("vmspace: error: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        if filtered {
+            p.regions.retain(|r| {
+                range.as_ref().is_none_or(|a| r.range.start < a.end && a.start < r.range.end)
+                    && a.file.as_ref().is_none_or(|f| r.path.contains(f.as_str()))
+                    && a.kind.as_ref().is_none_or(|k| r.mapping.kind_name() == k)
+            });
+            p.map = procmaps::build_map(&p.regions)
+                .map_err(|(r, e)| format!("{:#x}-{:#x}: {e}", r.start, r.end))?;
+            // The rollup counts what the filter left out.
+            p.rollup = None;
+        }
+        if let Some(f) = &a.svg {
+            std::fs::write(f, vmspace_cli::mapsvg::svg(&p)).map_err(|e| format!("{}: {e}", f.display()))?;
+        }
+        let out = match (a.summary, a.json) {
+            (true, true) => vmspace_cli::mapjson::to_line(&vmspace_cli::summary::summary(&p)),
+            (true, false) => vmspace_cli::summary::text(&p, &vmspace_cli::summary::summary(&p)),
+            (false, true) => vmspace_cli::mapjson::json(&p, mmc),
+            (false, false) => mapview::text_with(&p, Style { on: colour_stdout() }, mmc, !filtered),
+        };
+        if i > 0 && !a.json {
+            print("\n")?;
+        }
+        print(&out)?;
+    }
+    Ok(if failed { 2 } else { 0 })
+}
+
 fn run() -> Result<u8, String> {
     let cli = Cli::parse();
     match cli.cmd.unwrap_or(Cmd::Top(TopArgs::default())) {
         Cmd::Top(a) => run_top(a),
-        Cmd::Map { pid, json, svg } => {
-            let pid = match parse_pid(&pid) {
-                Ok(p) => p,
-                Err(e) => {
-                    // A usage error: exit code 2 like clap's own.
-                    eprintln!("vmspace: error: {e}");
-                    return Ok(2);
-                }
-            };
-            let p = ProcMaps::load(pid).map_err(|e| e.to_string())?;
-            if p.regions.is_empty() {
-                return Err(format!(
-                    "pid {pid} ({}) has no address space (a kernel thread, or a zombie)",
-                    p.status.name
-                ));
-            }
-            let mmc = procmaps::max_map_count();
-            if let Some(f) = &svg {
-                std::fs::write(f, vmspace_cli::mapsvg::svg(&p))
-                    .map_err(|e| format!("{}: {e}", f.display()))?;
-            }
-            if json {
-                print(&vmspace_cli::mapjson::json(&p, mmc))?;
-            } else {
-                print(&mapview::text(&p, Style { on: colour_stdout() }, mmc))?;
-            }
-            Ok(0)
-        }
+        Cmd::Map(a) => run_map(a),
         Cmd::Replay { trace, against, pid, plot, strict, json } => {
             let opts = replay::Options { trace, against, pid, plot, strict, json, progress: true };
             let mut out = String::new();

@@ -130,6 +130,12 @@ pub fn title(p: &ProcMaps) -> String {
 
 /// The listing: a header, one line per VMA and per gap, then the summary.
 pub fn text(p: &ProcMaps, style: Style, max_map_count: Option<u64>) -> String {
+    text_with(p, style, max_map_count, true)
+}
+
+/// [`text`], with the free gaps and the kernel's part left out when `gaps` is false (a filtered
+/// listing, whose gaps would not be free).
+pub fn text_with(p: &ProcMaps, style: Style, max_map_count: Option<u64>, gaps: bool) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "{}", style.paint("1", &title(p)));
     let _ = writeln!(
@@ -144,6 +150,9 @@ pub fn text(p: &ProcMaps, style: Style, max_map_count: Option<u64>) -> String {
         )
     );
     for row in layout(p) {
+        if !gaps && !matches!(row, Row::Vma(_)) {
+            continue;
+        }
         match row {
             Row::Vma(r) => {
                 let prot = format!("{}/{}", r.prot, r.max_prot());

@@ -25,6 +25,10 @@ pub struct Row {
     pub rss: u64,
     /// Proportional resident bytes.
     pub pss: u64,
+    /// Unique set size: `Private_Clean + Private_Dirty`.
+    pub uss: u64,
+    /// Dirty resident bytes: `Shared_Dirty + Private_Dirty`.
+    pub dirty: u64,
     /// Swapped bytes.
     pub swap: u64,
     /// Wired (mlocked) bytes.
@@ -59,6 +63,10 @@ pub enum SortKey {
     Rss,
     /// Proportional resident bytes.
     Pss,
+    /// Unique set size.
+    Uss,
+    /// Dirty bytes.
+    Dirty,
     /// Swapped bytes.
     Swap,
     /// Mapped bytes.
@@ -71,14 +79,56 @@ pub enum SortKey {
     Pid,
 }
 
+/// Which processes `top` shows.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Only these user ids.
+    pub uid: Option<u32>,
+    /// Only processes whose command name contains this.
+    pub name: Option<String>,
+    /// Only these pids.
+    pub pids: Vec<u32>,
+}
+
+impl Filter {
+    fn keeps(&self, p: &ProcMaps) -> bool {
+        self.uid.is_none_or(|u| p.status.uid == u)
+            && self.name.as_ref().is_none_or(|n| p.status.name.contains(n.as_str()))
+    }
+}
+
+/// The user id of `user`: a number, or a name in `/etc/passwd`.
+pub fn uid_of(user: &str) -> Result<u32, String> {
+    if let Ok(u) = user.parse() {
+        return Ok(u);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("/etc/passwd: {e}"))?;
+    passwd
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next() == Some(user)).then(|| f.nth(1)?.parse().ok()).flatten()
+        })
+        .ok_or_else(|| format!("--user: no user '{user}'"))
+}
+
 /// Loads every process in `/proc`. Processes that vanish or refuse are counted in [`Skipped`].
 pub fn collect() -> Result<(Vec<Row>, Skipped), String> {
-    let pids = procmaps::all_pids().map_err(|e| format!("/proc: {e}"))?;
+    collect_filtered(&Filter::default())
+}
+
+/// [`collect`], keeping only what `f` selects (skipped counts cover the selected pids only).
+pub fn collect_filtered(f: &Filter) -> Result<(Vec<Row>, Skipped), String> {
+    let mut pids = procmaps::all_pids().map_err(|e| format!("/proc: {e}"))?;
+    if !f.pids.is_empty() {
+        pids.retain(|p| f.pids.contains(p));
+    }
     let mut rows = Vec::new();
     let mut sk = Skipped::default();
     let mut buf = String::with_capacity(256 * 1024);
     for pid in pids {
         match ProcMaps::load_with(Pid::Id(pid), &mut buf) {
+            Ok(p) if !f.keeps(&p) => {}
             Ok(p) if p.regions.is_empty() && p.status.state == 'Z' => sk.zombies += 1,
             Ok(p) if p.regions.is_empty() => sk.kernel += 1,
             Ok(p) => rows.push(row(pid, &p)),
@@ -101,6 +151,8 @@ pub fn row(pid: u32, p: &ProcMaps) -> Row {
         mapped: p.map.size(),
         rss: t.rss,
         pss: t.pss,
+        uss: t.private,
+        dirty: t.shared_dirty + t.private_dirty,
         swap: t.swap,
         wired: p.map.wired_size(),
         gap: user_largest_gap(&p.map),
@@ -114,6 +166,8 @@ pub fn sort(rows: &mut [Row], key: SortKey) {
             SortKey::Entries => r.entries,
             SortKey::Rss => r.rss,
             SortKey::Pss => r.pss,
+            SortKey::Uss => r.uss,
+            SortKey::Dirty => r.dirty,
             SortKey::Swap => r.swap,
             SortKey::Mapped => r.mapped,
             SortKey::Wired => r.wired,
@@ -139,8 +193,20 @@ pub fn text(
         style.paint(
             "1",
             &format!(
-                "{:>7} {:<16} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>6}",
-                "PID", "NAME", "ENTRIES", "VMAS", "MAPPED", "RSS", "PSS", "SWAP", "WIRED", "GAP", "MAXMAP"
+                "{:>7} {:<16} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6}",
+                "PID",
+                "NAME",
+                "ENTRIES",
+                "VMAS",
+                "MAPPED",
+                "RSS",
+                "PSS",
+                "USS",
+                "DIRTY",
+                "SWAP",
+                "WIRED",
+                "GAP",
+                "MAXMAP"
             )
         )
     );
@@ -153,7 +219,7 @@ pub fn text(
         let name: String = esc(&r.name).chars().take(16).collect();
         let _ = writeln!(
             o,
-            "{:>7} {:<16} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>6}",
+            "{:>7} {:<16} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6}",
             r.pid,
             name,
             grouped(r.entries),
@@ -161,6 +227,8 @@ pub fn text(
             human(r.mapped),
             human(r.rss),
             human(r.pss),
+            human(r.uss),
+            human(r.dirty),
             human(r.swap),
             human(r.wired),
             human(r.gap),
@@ -196,7 +264,7 @@ struct TopJson<'a> {
 }
 
 /// The rows as JSON: `{"processes": [{"pid", "name", "entries", "vmas", "mapped", "rss", "pss",
-/// "swap", "wired", "largest_gap"}], "skipped": {"gone", "denied", "kernel_threads", "zombies",
+/// "uss", "dirty", "swap", "wired", "largest_gap"}], "skipped": {"gone", "denied", "kernel_threads", "zombies",
 /// "other"}, "max_map_count": N | null}`, sizes in bytes.
 pub fn json(rows: &[Row], sk: Skipped, max_map_count: Option<u64>) -> String {
     crate::mapjson::to_line(&TopJson { processes: rows, skipped: sk, max_map_count })

@@ -435,6 +435,8 @@ pub struct Status {
     pub state: char,
     /// A kernel thread (`Kthread: 1`, Linux 6.7+; older kernels do not say).
     pub kthread: bool,
+    /// The real user id (`Uid`, first of four).
+    pub uid: u32,
     /// Total mapped bytes (`VmSize`), not counting `[vsyscall]`.
     pub vm_size: u64,
     /// Peak of `vm_size` (`VmPeak`).
@@ -458,6 +460,7 @@ pub fn parse_status(text: &str) -> Status {
             "Threads" => s.threads = v.parse().unwrap_or(0),
             "State" => s.state = v.chars().next().unwrap_or('\0'),
             "Kthread" => s.kthread = v == "1",
+            "Uid" => s.uid = v.split_ascii_whitespace().next().and_then(|u| u.parse().ok()).unwrap_or(0),
             "VmSize" => s.vm_size = kb(v).unwrap_or(0) * 1024,
             "VmPeak" => s.vm_peak = kb(v).unwrap_or(0) * 1024,
             "VmRSS" => s.vm_rss = kb(v).unwrap_or(0) * 1024,

@@ -199,7 +199,8 @@ impl OddSpace {
     pub fn start(name: &str, extra: u64) -> OddSpace {
         use std::io::BufRead;
         let dir = tmpdir(name);
-        let exe = cc(&dir, "odd", ODD_SPACE_C, &["-O1"]);
+        // Static, so that it shares no page with `vmspace` (whose running would change its Pss).
+        let exe = cc(&dir, "odd", ODD_SPACE_C, &["-O1", "-static"]);
         let mut child = Command::new(&exe)
             .arg(&dir)
             .arg(extra.to_string())
