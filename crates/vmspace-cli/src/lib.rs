@@ -3,6 +3,7 @@
 
 pub mod allocbench;
 pub mod bench;
+pub mod diff;
 pub mod mapjson;
 pub mod mapsvg;
 pub mod mapview;

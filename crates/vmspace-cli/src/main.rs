@@ -111,6 +111,21 @@ enum Cmd {
     /// One process's address space, the way procstat -v and vmmap show it.
     #[command(after_help = MAP_EXAMPLES)]
     Map(MapArgs),
+    /// Compare two address spaces VMA by VMA: snapshots (`vmspace map PID --json > snap.json`) or live
+    /// processes.
+    #[command(
+        after_help = "Examples:\n  vmspace map 4242 --json > before.json; sleep 10; vmspace diff before.json 4242\n  vmspace diff a.json b.json --json\n\nVMAs are matched by start address: - removed (only in A), + added (only in B), ~ changed (end,\nprotection, sharing, offset, name, VmFlags, resident, dirty or swapped bytes differ).\n\nExit status: 0 no difference; 1 differences found; 2 error (unreadable snapshot, no such process)."
+    )]
+    Diff {
+        /// A snapshot file, a pid, or `self`.
+        a: String,
+        /// A snapshot file, a pid, or `self`.
+        b: String,
+        /// Print the differences as JSON: {a, b, added, removed, changed, rss_delta, dirty_delta,
+        /// swap_delta, mapped_delta}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replay an `strace -f -e trace=memory,process` log into one map per address space.
     #[command(after_help = REPLAY_EXAMPLES)]
     Replay {
@@ -369,6 +384,11 @@ fn run() -> Result<u8, String> {
     match cli.cmd.unwrap_or(Cmd::Top(TopArgs::default())) {
         Cmd::Top(a) => run_top(a),
         Cmd::Map(a) => run_map(a),
+        Cmd::Diff { a, b, json } => {
+            let d = vmspace_cli::diff::diff(&vmspace_cli::diff::load(&a)?, &vmspace_cli::diff::load(&b)?);
+            print(&if json { vmspace_cli::mapjson::to_line(&d) } else { vmspace_cli::diff::text(&d) })?;
+            Ok(u8::from(d.differs()))
+        }
         Cmd::Replay { trace, against, pid, plot, strict, json } => {
             let opts = replay::Options { trace, against, pid, plot, strict, json, progress: true };
             let mut out = String::new();

@@ -36,6 +36,9 @@ pub struct Row {
     /// Largest free gap in user space.
     #[serde(rename = "largest_gap")]
     pub gap: u64,
+    /// Whether its memory could be read. A process of another user, read without privilege, is
+    /// listed with its name and `false` here, and every counter 0 (shown as `?`).
+    pub readable: bool,
 }
 
 /// What was not shown, and why.
@@ -133,7 +136,10 @@ pub fn collect_filtered(f: &Filter) -> Result<(Vec<Row>, Skipped), String> {
             Ok(p) if p.regions.is_empty() => sk.kernel += 1,
             Ok(p) => rows.push(row(pid, &p)),
             Err(e) if e.is_gone() => sk.gone += 1,
-            Err(e) if e.is_denied() => sk.denied += 1,
+            Err(e) if e.is_denied() => {
+                sk.denied += 1;
+                rows.extend(unreadable_row(pid, f));
+            }
             Err(_) => sk.other += 1,
         }
     }
@@ -156,7 +162,31 @@ pub fn row(pid: u32, p: &ProcMaps) -> Row {
         swap: t.swap,
         wired: p.map.wired_size(),
         gap: user_largest_gap(&p.map),
+        readable: true,
     }
+}
+
+/// The row of a process whose memory may not be read: its name and owner from `status`, which
+/// anyone may read; `None` if even that is gone.
+fn unreadable_row(pid: u32, f: &Filter) -> Option<Row> {
+    let st = procmaps::parse_status(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?);
+    let keep =
+        f.uid.is_none_or(|u| st.uid == u) && f.name.as_ref().is_none_or(|n| st.name.contains(n.as_str()));
+    keep.then(|| Row {
+        pid,
+        name: st.name,
+        entries: 0,
+        vmas: 0,
+        mapped: 0,
+        rss: 0,
+        pss: 0,
+        uss: 0,
+        dirty: 0,
+        swap: 0,
+        wired: 0,
+        gap: 0,
+        readable: false,
+    })
 }
 
 /// Sorts rows by `key`, largest first (pid ascending for `Pid`).
@@ -174,7 +204,8 @@ pub fn sort(rows: &mut [Row], key: SortKey) {
             SortKey::Gap => r.gap,
             SortKey::Pid => u64::MAX - r.pid as u64,
         };
-        k(b).cmp(&k(a)).then(a.pid.cmp(&b.pid))
+        // Unreadable processes go last whatever the key: their counters are unknown, not 0.
+        b.readable.cmp(&a.readable).then(k(b).cmp(&k(a))).then(a.pid.cmp(&b.pid))
     });
 }
 
@@ -217,6 +248,11 @@ pub fn text(
             _ => "?".into(),
         };
         let name: String = esc(&r.name).chars().take(16).collect();
+        if !r.readable {
+            let _ =
+                writeln!(o, "{:>7} {:<16} {:>7}  (not permitted: another user's process)", r.pid, name, "?");
+            continue;
+        }
         let _ = writeln!(
             o,
             "{:>7} {:<16} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6}",
@@ -238,9 +274,13 @@ pub fn text(
     let sum = |f: fn(&Row) -> u64| rows.iter().map(f).sum::<u64>();
     let _ = writeln!(
         o,
-        "{} processes{}: {} mapped, {} resident, Pss {}, swap {}, wired {}; vm.max_map_count {}",
+        "{} processes{}{}: {} mapped, {} resident, Pss {}, swap {}, wired {}; vm.max_map_count {}",
         rows.len(),
         if shown < rows.len() { format!(" ({shown} shown)") } else { String::new() },
+        match rows.iter().filter(|r| !r.readable).count() {
+            0 => String::new(),
+            n => format!(", {n} not readable"),
+        },
         human(sum(|r| r.mapped)),
         human(sum(|r| r.rss)),
         human(sum(|r| r.pss)),
@@ -250,7 +290,7 @@ pub fn text(
     );
     let _ = writeln!(
         o,
-        "skipped: {} kernel threads, {} zombies, {} exited while read, {} not permitted, {} unreadable",
+        "skipped: {} kernel threads, {} zombies, {} exited while read; {} not permitted (listed as ?), {} unreadable",
         sk.kernel, sk.zombies, sk.gone, sk.denied, sk.other
     );
     o

@@ -208,3 +208,75 @@ fn top_shows_uss_and_dirty_and_filters() {
     assert!(out.starts_with("{\"processes\":[]"), "{out}");
     assert_eq!(run(&["top", "--user", "no-such-user-here"]).0, 2);
 }
+
+#[test]
+fn top_as_nobody_lists_what_it_may_read_and_marks_the_rest() {
+    let exe = env!("CARGO_BIN_EXE_vmspace");
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", exe, "top", "--json"])
+        .output()
+        .expect("setpriv (util-linux) runs the command as nobody");
+    assert!(out.status.success(), "exit {} {}", out.status, String::from_utf8_lossy(&out.stderr));
+    let v = python(
+        "import json,sys\nd=json.load(sys.stdin)\nps=d['processes']\n\
+         print(sum(1 for p in ps if p['readable']), sum(1 for p in ps if not p['readable']))\n\
+         print(any(p['pid']==1 and not p['readable'] for p in ps))\n\
+         print(all(p['name']=='vmspace' for p in ps if p['readable']))",
+        &String::from_utf8_lossy(&out.stdout),
+    );
+    let counts: Vec<u64> = v[0].split(' ').map(|x| x.parse().unwrap()).collect();
+    assert!(counts[0] >= 1, "not even itself readable: {v:?}");
+    assert!(counts[1] >= 1, "nothing marked unreadable: {v:?}");
+    assert_eq!(v[1], "True", "pid 1 (root's) not listed as unreadable");
+    assert_eq!(v[2], "True", "nobody read another user's memory");
+    let text = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", exe, "top"])
+        .output()
+        .unwrap();
+    assert!(text.status.success());
+    assert!(String::from_utf8_lossy(&text.stdout).contains("not permitted: another user's process"));
+}
+
+#[test]
+fn diff_of_snapshots_and_live_processes() {
+    let a = OddSpace::start("diff", 0);
+    let pid = a.pid().to_string();
+    let snap = a.dir.join("snap.json");
+    let (code, out, _) = run(&["map", &pid, "--json"]);
+    assert_eq!(code, 0);
+    std::fs::write(&snap, &out).unwrap();
+    let s = snap.to_str().unwrap();
+    // A stopped process against its own snapshot: nothing differs.
+    let (code, out, err) = run(&["diff", s, &pid]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 added, 0 removed, 0 changed"), "{out}");
+    // A snapshot with one VMA removed, one changed in protection and resident bytes.
+    let edited = a.dir.join("edited.json");
+    let changed = python(
+        "import json,sys\nd=json.load(sys.stdin)\nr=d['regions']\ndel r[1]\nr[2]['prot']='---'\nr[2]['stats']['rss']+=8192\nprint(json.dumps(d))",
+        &out_of(&["map", &pid, "--json"]),
+    );
+    std::fs::write(&edited, changed.join("\n")).unwrap();
+    let (code, out, _) = run(&["diff", s, edited.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("0 added, 1 removed, 1 changed"), "{out}");
+    assert!(out.contains("rss +8K") && out.contains("prot "), "{out}");
+    let (code, out, _) = run(&["diff", s, edited.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1);
+    let v = python(
+        "import json,sys\nd=json.load(sys.stdin)\nprint(len(d['removed']), len(d['changed']), d['rss_delta'])",
+        &out,
+    );
+    assert_eq!(v[0].split(' ').take(2).collect::<Vec<_>>(), ["1", "1"]);
+    // Errors.
+    assert_eq!(run(&["diff", s, "999999999"]).0, 2);
+    let junk = a.dir.join("junk.json");
+    std::fs::write(&junk, "not json\n").unwrap();
+    let (code, _, err) = run(&["diff", junk.to_str().unwrap(), s]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not a `vmspace map --json` snapshot"), "{err}");
+}
+
+fn out_of(args: &[&str]) -> String {
+    run(args).1
+}
