@@ -172,7 +172,7 @@ fn unreadable_row(pid: u32, f: &Filter) -> Option<Row> {
     let st = procmaps::parse_status(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?);
     let keep =
         f.uid.is_none_or(|u| st.uid == u) && f.name.as_ref().is_none_or(|n| st.name.contains(n.as_str()));
-    keep.then(|| Row {
+    keep.then_some(Row {
         pid,
         name: st.name,
         entries: 0,
