@@ -12,3 +12,4 @@ pub mod replay;
 pub mod summary;
 pub mod top;
 pub mod tour;
+pub mod watch;

@@ -28,6 +28,7 @@ const TOP_EXAMPLES: &str = "Examples:
   vmspace top --limit 10 --json
   vmspace top --user www-data --sort uss
   vmspace top --name python --pid 1,2
+  vmspace top --interval 1     a sample a second: what grew, what appeared, what it cost
 
 USS is Private_Clean + Private_Dirty, DIRTY Shared_Dirty + Private_Dirty (from smaps_rollup).
 JSON: {\"processes\": [{\"pid\", \"name\", \"entries\", \"vmas\", \"mapped\", \"rss\", \"pss\", \"uss\", \"dirty\", \"swap\",
@@ -42,6 +43,7 @@ const MAP_EXAMPLES: &str = "Examples:
   vmspace map self --summary   one row per kind of region, totals from smaps_rollup
   vmspace map self --kind file --file libc
   vmspace map self --addr 7f0000000000-7fffffffffff
+  vmspace map 4242 --interval 1 --count 10   VMAs that appear or go, totals' deltas
   vmspace map 1 --svg init.svg a picture of pid 1's address space
   vmspace map $(pgrep -n python3) --json | jq '.summary'
 
@@ -205,6 +207,13 @@ struct MapArgs {
     /// Also draw the address space as an SVG picture into FILE (one process only).
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
+    /// Watch one process: a sample every SECS (VMAs by PROCMAP_QUERY, totals from smaps_rollup)
+    /// showing the VMAs that appeared, went or changed and the totals' deltas.
+    #[arg(long, value_name = "SECS")]
+    interval: Option<f64>,
+    /// With --interval: stop after N samples (default: until interrupted).
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -227,6 +236,12 @@ struct TopArgs {
     /// Only these process ids (comma-separated, or the option repeated).
     #[arg(long, value_name = "PID", value_delimiter = ',')]
     pid: Vec<u32>,
+    /// Watch: a sample every SECS (smaps_rollup only) with the change since the last one.
+    #[arg(long, value_name = "SECS")]
+    interval: Option<f64>,
+    /// With --interval: stop after N samples (default: until interrupted).
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
@@ -277,6 +292,26 @@ fn run_top(a: TopArgs) -> Result<u8, String> {
         name: a.name.clone(),
         pids: a.pid.clone(),
     };
+    if let Some(secs) = a.interval {
+        let interval = interval_of(secs)?;
+        let start = std::time::Instant::now();
+        let mut before = std::collections::HashMap::new();
+        let mut k = 0u64;
+        while a.count.is_none_or(|c| k < c) {
+            if k > 0 {
+                vmspace_cli::watch::sleep_until(start, k, interval);
+            }
+            let s = vmspace_cli::watch::top_sample(k + 1, &filter, &before)?;
+            print(&if a.json {
+                vmspace_cli::mapjson::to_line(&s)
+            } else {
+                vmspace_cli::watch::top_text(&s, a.limit.unwrap_or(20))
+            })?;
+            before = s.processes.into_iter().map(|p| (p.pid, p)).collect();
+            k += 1;
+        }
+        return Ok(0);
+    }
     let (mut rows, sk) = top::collect_filtered(&filter)?;
     top::sort(&mut rows, a.sort.into());
     let mmc = procmaps::max_map_count();
@@ -318,8 +353,43 @@ fn parse_addr(s: &str) -> Result<std::ops::Range<u64>, String> {
     }
 }
 
+/// `--interval SECS` as a duration: positive and finite.
+fn interval_of(secs: f64) -> Result<std::time::Duration, String> {
+    if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
+        return Err(format!("--interval: {secs} is not a positive number of seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+fn watch_map(pid: Pid, secs: f64, count: Option<u64>, json: bool) -> Result<u8, String> {
+    let interval = interval_of(secs)?;
+    let pid = match pid {
+        Pid::This => std::process::id(),
+        Pid::Id(p) => p,
+    };
+    let start = std::time::Instant::now();
+    let mut before = None;
+    let mut k = 0u64;
+    while count.is_none_or(|c| k < c) {
+        if k > 0 {
+            vmspace_cli::watch::sleep_until(start, k, interval);
+        }
+        let (vmas, s) = vmspace_cli::watch::map_sample(k + 1, pid, before.as_ref())?;
+        print(&if json { vmspace_cli::mapjson::to_line(&s) } else { vmspace_cli::watch::map_text(&s) })?;
+        before = Some((vmas, s));
+        k += 1;
+    }
+    Ok(0)
+}
+
 fn run_map(a: MapArgs) -> Result<u8, String> {
     let pids = a.pids.iter().map(|p| parse_pid(p)).collect::<Result<Vec<_>, _>>()?;
+    if let Some(secs) = a.interval {
+        if pids.len() != 1 {
+            return Err("--interval watches one process: give one PID".into());
+        }
+        return watch_map(pids[0], secs, a.count, a.json);
+    }
     if a.svg.is_some() && pids.len() > 1 {
         return Err("--svg draws one process: give one PID".into());
     }

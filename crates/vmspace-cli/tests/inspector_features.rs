@@ -280,3 +280,76 @@ fn diff_of_snapshots_and_live_processes() {
 fn out_of(args: &[&str]) -> String {
     run(args).1
 }
+
+#[test]
+fn map_watch_shows_what_appeared_and_grew() {
+    // A stopped process: samples agree with maps (less the [vsyscall] gate, which is no VMA) and
+    // nothing changes between them.
+    let a = OddSpace::start("watch", 0);
+    let pid = a.pid().to_string();
+    let (code, out, err) = run(&["map", &pid, "--interval", "0.05", "--count", "2", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v = python(
+        "import json,sys\nfor l in sys.stdin:\n d=json.loads(l)\n print(d['sample'],d['vmas'],len(d['appeared'])+len(d['gone'])+len(d['changed']),d['rss_delta'],d['procmap_query'])",
+        &out,
+    );
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let vmas = maps.lines().filter(|l| !l.ends_with("[vsyscall]")).count();
+    for (i, l) in v.iter().enumerate() {
+        let w: Vec<String> = l.split(' ').map(String::from).collect();
+        assert_eq!(w[..4], [(i + 1).to_string(), vmas.to_string(), "0".into(), "0".into()], "{out}");
+    }
+    // Linux 6.11 and later answer PROCMAP_QUERY; the listing came from it there.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut ver = release.split(['.', '-']).map(|x| x.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (ver.next().unwrap(), ver.next().unwrap());
+    assert_eq!(v[0].ends_with("True"), (major, minor) >= (6, 11), "{release}: {out}");
+    // A process that maps and writes 1 MiB every 50 ms: the samples see VMAs appear (or grow, when
+    // the kernel merges them with a neighbour) and resident memory rise.
+    let mut grower = Command::new("python3")
+        .args([
+            "-c",
+            "import mmap,time\nl=[]\nfor i in range(200):\n m=mmap.mmap(-1,1<<20); m.write(b'x'*(1<<20)); l.append(m); time.sleep(0.05)",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (code, out, err) =
+        run(&["map", &grower.id().to_string(), "--interval", "0.3", "--count", "4", "--json"]);
+    let _ = grower.kill();
+    let _ = grower.wait();
+    assert_eq!(code, 0, "{err}");
+    let v = python(
+        "import json,sys\nch=0;rss=0\nfor l in sys.stdin:\n d=json.loads(l); ch+=len(d['appeared'])+len(d['changed']); rss+=d['rss_delta']\nprint(ch, rss)",
+        &out,
+    );
+    let w: Vec<i64> = v[0].split(' ').map(|x| x.parse().unwrap()).collect();
+    assert!(w[0] > 0, "no VMA appeared or grew: {out}");
+    assert!(w[1] >= 1 << 20, "resident did not grow: {out}");
+}
+
+#[test]
+fn top_watch_samples_with_deltas_and_cost() {
+    let a = OddSpace::start("topwatch", 0);
+    let pid = a.pid().to_string();
+    let (code, out, err) = run(&["top", "--pid", &pid, "--interval", "0.05", "--count", "3", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v = python(
+        "import json,sys\nfor l in sys.stdin:\n d=json.loads(l); p=d['processes'][0]\n print(d['sample'], p['pid'], p['rss'], p['new'], p['rss_delta'], d['ms_per_process'] > 0)",
+        &out,
+    );
+    let rss = rollup(a.pid())["Rss"];
+    assert_eq!(
+        v,
+        [
+            format!("1 {pid} {rss} True 0 True"),
+            format!("2 {pid} {rss} False 0 True"),
+            format!("3 {pid} {rss} False 0 True")
+        ]
+    );
+    let (code, out, _) = run(&["top", "--pid", &pid, "--interval", "0.05", "--count", "2"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("-- sample 2") && out.contains("ms per process") && out.contains("ΔRSS"), "{out}");
+    assert_eq!(run(&["top", "--interval", "0"]).0, 2);
+    assert_eq!(run(&["top", "--interval", "nan"]).0, 2);
+}
