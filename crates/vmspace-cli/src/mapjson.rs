@@ -8,7 +8,8 @@
 //!                  "inherit": "copy", "behavior": "-", "locked": false,
 //!                  "vm_flags": ["rd", "ex", "mr", "mw", "me"] | null, "kernel_page_size",
 //!                  "stats": { "rss", "pss", "shared", "private", "shared_dirty", "private_dirty",
-//!                             "anonymous", "swap", "swap_pss", "locked" } | null } ],
+//!                             "anonymous", "swap", "swap_pss", "locked" } | null,
+//!                  "guards": [ { "start", "end", "size" } ] } ],   (MADV_GUARD_INSTALL ranges, pagemap)
 //!   "entries": [ { "start", "end", "size", "prot", "max_prot", "inherit", "wired", "behavior",
 //!                  "kind", "name", "offset", "stats" } ],
 //!   "holes": [ { "start", "end", "size" } ],            (free gaps below task_size)
@@ -89,6 +90,8 @@ pub struct RegionJson<'a> {
     vm_flags: Option<Vec<&'static str>>,
     kernel_page_size: u64,
     stats: Option<StatsJson>,
+    /// Guard regions inside the VMA, from pagemap (empty where it cannot tell).
+    guards: Vec<HoleJson>,
 }
 
 impl<'a> RegionJson<'a> {
@@ -112,6 +115,7 @@ impl<'a> RegionJson<'a> {
             vm_flags: r.vm_flags.map(|f| f.names().collect()),
             kernel_page_size: r.kernel_page_size,
             stats: r.stats.as_ref().map(StatsJson::from),
+            guards: Vec::new(),
         }
     }
 }
@@ -181,7 +185,22 @@ pub fn document(p: &ProcMaps, max_map_count: Option<u64>) -> MapJson<'_> {
         threads: p.status.threads,
         detailed: p.detailed,
         task_size: user_top(&p.map),
-        regions: p.regions.iter().map(RegionJson::new).collect(),
+        regions: {
+            let g = crate::mapview::guards(p);
+            p.regions
+                .iter()
+                .map(|r| {
+                    let mut j = RegionJson::new(r);
+                    j.guards = g
+                        .get(&r.range.start)
+                        .into_iter()
+                        .flatten()
+                        .map(|x| HoleJson { start: x.start, end: x.end, size: x.end - x.start })
+                        .collect();
+                    j
+                })
+                .collect()
+        },
         entries: p
             .map
             .entries()

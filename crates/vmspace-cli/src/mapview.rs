@@ -115,6 +115,21 @@ pub fn layout(p: &ProcMaps) -> Vec<Row<'_>> {
     rows
 }
 
+/// The guard regions (`MADV_GUARD_INSTALL`) inside each VMA flagged `gu`, as ranges, read from
+/// `/proc/PID/pagemap` where that may be read (root, or the process's owner) and the kernel marks
+/// them (6.15+); keyed by the VMA's start. Empty where pagemap says nothing.
+pub fn guards(p: &ProcMaps) -> std::collections::HashMap<u64, Vec<std::ops::Range<u64>>> {
+    let pid = crate::mapjson::pid_number(p);
+    p.regions
+        .iter()
+        .filter(|r| r.vm_flags.is_some_and(|f| f.has("gu")))
+        .filter_map(|r| {
+            let runs = vmspace::os::inspect::guard_runs(pid, r.range.clone()).ok()?;
+            (!runs.is_empty()).then(|| (r.range.start, runs))
+        })
+        .collect()
+}
+
 /// The per-region counters, or `?` where smaps could not be read.
 fn counter(p: &ProcMaps, r: &Region, f: fn(&Stats) -> u64) -> String {
     match (&r.stats, p.detailed) {
@@ -149,6 +164,7 @@ pub fn text_with(p: &ProcMaps, style: Style, max_map_count: Option<u64>, gaps: b
             )
         )
     );
+    let guard_runs = guards(p);
     for row in layout(p) {
         if !gaps && !matches!(row, Row::Vma(_)) {
             continue;
@@ -173,6 +189,21 @@ pub fn text_with(p: &ProcMaps, style: Style, max_map_count: Option<u64>, gaps: b
                     counter(p, r, |s| s.swap),
                     esc(region_name(r))
                 );
+                for g in guard_runs.get(&r.range.start).into_iter().flatten() {
+                    let _ = writeln!(
+                        o,
+                        "{}",
+                        style.paint(
+                            "33",
+                            &format!(
+                                "{:>16x} {:>16x} {:>6}   guard region (MADV_GUARD_INSTALL)",
+                                g.start,
+                                g.end,
+                                human(g.end - g.start)
+                            )
+                        )
+                    );
+                }
             }
             Row::Free(s, e) => {
                 let _ = writeln!(

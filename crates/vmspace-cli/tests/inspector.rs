@@ -175,6 +175,14 @@ fn names_flags_and_control_bytes_as_the_kernel_writes_them() {
         |l: &str| l.split_whitespace().nth(6).unwrap().split(',').map(String::from).collect::<Vec<_>>();
     assert!(flags(&line_at(odd.addrs[0])).contains(&"gu".to_string()), "guard: {}", line_at(odd.addrs[0]));
     assert!(flags(&line_at(odd.addrs[1])).contains(&"lo".to_string()), "locked: {}", line_at(odd.addrs[1]));
+    // The guard pages themselves, from pagemap (Linux 6.15+ marks them): pages 4 and 5 of the mapping.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut ver = release.split(['.', '-']).map(|x| x.parse::<u32>().unwrap_or(0));
+    if (ver.next().unwrap(), ver.next().unwrap()) >= (6, 15) {
+        let (g0, g1) = (odd.addrs[0] + 4 * 4096, odd.addrs[0] + 6 * 4096);
+        let want = format!("{g0:>16x} {g1:>16x}     8K   guard region (MADV_GUARD_INSTALL)");
+        assert!(out.contains(&want), "no guard range {want:?}:\n{out}");
+    }
     assert!(flags(&line_at(odd.addrs[2])).contains(&"hg".to_string()), "huge: {}", line_at(odd.addrs[2]));
     // JSON keeps the name as it is (JSON escapes it) and lists every mnemonic smaps printed.
     let (_, json, _) = run(&["map", &pid, "--json"]);
