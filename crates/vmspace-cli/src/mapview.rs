@@ -125,7 +125,7 @@ pub fn guards(p: &ProcMaps) -> std::collections::HashMap<u64, Vec<std::ops::Rang
         .filter(|r| r.vm_flags.is_some_and(|f| f.has("gu")))
         .filter_map(|r| {
             let runs = vmspace::os::inspect::guard_runs(pid, r.range.clone()).ok()?;
-            (!runs.is_empty()).then(|| (r.range.start, runs))
+            (!runs.is_empty()).then_some((r.range.start, runs))
         })
         .collect()
 }
