@@ -130,7 +130,8 @@ pub fn collect_filtered(f: &Filter) -> Result<(Vec<Row>, Skipped), String> {
     let mut sk = Skipped::default();
     let mut buf = String::with_capacity(256 * 1024);
     for pid in pids {
-        match ProcMaps::load_with(Pid::Id(pid), &mut buf) {
+        // smaps only: the rollup would make the kernel walk every page table a second time.
+        match ProcMaps::load_without_rollup(Pid::Id(pid), &mut buf) {
             Ok(p) if !f.keeps(&p) => {}
             Ok(p) if p.regions.is_empty() && p.status.state == 'Z' => sk.zombies += 1,
             Ok(p) if p.regions.is_empty() => sk.kernel += 1,

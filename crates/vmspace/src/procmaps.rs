@@ -605,6 +605,17 @@ impl ProcMaps {
 
     /// [`ProcMaps::load`] reusing `buf` for the file contents.
     pub fn load_with(pid: Pid, buf: &mut String) -> Result<ProcMaps, ProcError> {
+        Self::load_opts(pid, buf, true)
+    }
+
+    /// [`ProcMaps::load_with`] without reading `smaps_rollup` (`rollup` is `None`): the kernel walks
+    /// the page tables once for `smaps` and again for the rollup, so a survey of every process
+    /// (`vmspace top`) that can live with Pss summed per VMA (rounded down to a kB each) reads half.
+    pub fn load_without_rollup(pid: Pid, buf: &mut String) -> Result<ProcMaps, ProcError> {
+        Self::load_opts(pid, buf, false)
+    }
+
+    fn load_opts(pid: Pid, buf: &mut String, with_rollup: bool) -> Result<ProcMaps, ProcError> {
         let dir = pid.dir();
         read_into(&format!("{dir}/status"), buf).map_err(|e| io_err(pid, e))?;
         let status = parse_status(buf);
@@ -616,9 +627,9 @@ impl ProcMaps {
             }
             Err(e) => return Err(io_err(pid, e)),
         };
-        let rollup = match read_into(&format!("{dir}/smaps_rollup"), buf) {
-            Ok(()) => Some(parse_rollup(buf).map_err(|e| ProcError::Parse(pid, "smaps_rollup", e))?),
-            Err(_) => None,
+        let rollup = match with_rollup.then(|| read_into(&format!("{dir}/smaps_rollup"), buf)) {
+            Some(Ok(())) => Some(parse_rollup(buf).map_err(|e| ProcError::Parse(pid, "smaps_rollup", e))?),
+            _ => None,
         };
         let map = build_map(&regions).map_err(|(r, e)| ProcError::Map(pid, r, e))?;
         Ok(ProcMaps { pid, status, regions, map, rollup, detailed })
