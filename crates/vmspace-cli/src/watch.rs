@@ -327,7 +327,8 @@ pub fn map_text(s: &MapSample) -> String {
         signed(s.swap_delta)
     );
     let row = |v: &VmaSample| {
-        format!("{:>12x}-{:<12x} {} {:>6}  {}", v.start, v.end, v.perms, human(v.end - v.start), esc(&v.name))
+        let name = if v.name.is_empty() { "[anon]" } else { &v.name };
+        format!("{:>12x}-{:<12x} {} {:>6}  {}", v.start, v.end, v.perms, human(v.end - v.start), esc(name))
     };
     for v in &s.appeared {
         let _ = writeln!(o, "+ {}", row(v));
