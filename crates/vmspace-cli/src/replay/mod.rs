@@ -16,7 +16,7 @@ use std::time::Instant;
 use vmspace::procmaps::{self, Region};
 use vmspace_core::Prot;
 
-use crate::out::{grouped, human, json_str, xml};
+use crate::out::{grouped, human, xml};
 use model::{BadLine, Origin, Replayer, Space};
 
 /// The longest trace line read (8 MiB). strace's longest lines are `execve`s with `-v -s` and a long
@@ -545,102 +545,138 @@ pub fn text_report(rep: &Replayer, secs: f64, name: &str, cmp: Option<(usize, &C
     }
 }
 
-/// The report as one JSON object.
+#[derive(serde::Serialize)]
+struct OkFailed {
+    ok: u64,
+    failed: u64,
+}
+
+#[derive(serde::Serialize)]
+struct SpaceJson {
+    id: usize,
+    pids: Vec<u32>,
+    pid_count: u64,
+    origin: String,
+    program: String,
+    calls: u64,
+    entries: usize,
+    peak_entries: usize,
+    mapped: u64,
+    peak_mapped: u64,
+    touched: u64,
+    inconsistencies: u64,
+}
+
+#[derive(serde::Serialize)]
+struct LineJson<'a> {
+    line: u64,
+    reason: &'a str,
+    content: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct EventJson<'a> {
+    line: u64,
+    call: u64,
+    what: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct DiffJson {
+    start: u64,
+    end: u64,
+    trace: String,
+    snapshot: String,
+    name: String,
+}
+
+#[derive(serde::Serialize)]
+struct ComparisonJson {
+    space: usize,
+    compared: u64,
+    differences: Vec<DiffJson>,
+}
+
+#[derive(serde::Serialize)]
+struct ReportJson<'a> {
+    lines: u64,
+    calls: u64,
+    seconds: f64,
+    calls_by_kind: std::collections::BTreeMap<&'static str, OkFailed>,
+    other_calls: std::collections::BTreeMap<&'a str, u64>,
+    peak_entries: usize,
+    peak_mapped: u64,
+    spaces: Vec<SpaceJson>,
+    target: Option<usize>,
+    bad_lines: u64,
+    bad: Vec<LineJson<'a>>,
+    inconsistencies: u64,
+    events: Vec<EventJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comparison: Option<ComparisonJson>,
+}
+
+/// The report as one JSON object (serde: numbers are numbers, strings escaped).
 pub fn json_report(rep: &Replayer, secs: f64, cmp: Option<(usize, &Comparison)>, o: &mut String) {
-    let _ = write!(
-        o,
-        "{{\"lines\":{},\"calls\":{},\"seconds\":{:.6},\"calls_by_kind\":{{",
-        rep.lines, rep.calls, secs
-    );
-    let mut first = true;
-    for (i, (ok, failed)) in rep.counts.iter().enumerate() {
-        if ok + failed > 0 {
-            let _ = write!(
-                o,
-                "{}{}:{{\"ok\":{ok},\"failed\":{failed}}}",
-                if first { "" } else { "," },
-                json_str(model::KINDS[i])
-            );
-            first = false;
-        }
-    }
-    let _ = write!(o, "}},\"other_calls\":{{");
-    let mut other: Vec<_> = rep.other.iter().collect();
-    other.sort();
-    for (i, (k, n)) in other.iter().enumerate() {
-        let _ = write!(o, "{}{}:{n}", if i == 0 { "" } else { "," }, json_str(k));
-    }
-    let _ = write!(
-        o,
-        "}},\"peak_entries\":{},\"peak_mapped\":{},\"spaces\":[",
-        rep.peak_entries, rep.peak_mapped
-    );
-    for (i, s) in rep.spaces.iter().enumerate() {
-        let pids: Vec<String> = s.pids.iter().map(|p| p.to_string()).collect();
-        let _ = write!(
-            o,
-            "{}{{\"id\":{i},\"pids\":[{}],\"pid_count\":{},\"origin\":{},\"program\":{},\"calls\":{},\"entries\":{},\"peak_entries\":{},\"mapped\":{},\"peak_mapped\":{},\"touched\":{},\"inconsistencies\":{}}}",
-            if i == 0 { "" } else { "," },
-            pids.join(","),
-            s.pid_count,
-            json_str(&origin_str(&s.origin)),
-            json_str(&s.program()),
-            s.calls,
-            s.entries(),
-            s.peak_entries,
-            s.mapped(),
-            s.peak_mapped,
-            s.touched(),
-            s.inconsistencies
-        );
-    }
-    let _ = write!(o, "],\"target\":");
-    match rep.target(None) {
-        Ok(t) => {
-            let _ = write!(o, "{t}");
-        }
-        Err(_) => o.push_str("null"),
-    }
-    let _ = write!(o, ",\"bad_lines\":{},\"bad\":[", rep.bad_total);
-    for (i, b) in rep.bad.iter().enumerate() {
-        let _ = write!(
-            o,
-            "{}{{\"line\":{},\"reason\":{},\"content\":{}}}",
-            if i == 0 { "" } else { "," },
-            b.line,
-            json_str(b.reason),
-            json_str(&b.content)
-        );
-    }
-    let _ = write!(o, "],\"inconsistencies\":{},\"events\":[", rep.warnings_total);
-    for (i, e) in rep.events.iter().enumerate() {
-        let _ = write!(
-            o,
-            "{}{{\"line\":{},\"call\":{},\"what\":{}}}",
-            if i == 0 { "" } else { "," },
-            e.line,
-            e.call,
-            json_str(&e.what)
-        );
-    }
-    o.push(']');
-    if let Some((s, c)) = cmp {
-        let _ = write!(o, ",\"comparison\":{{\"space\":{s},\"compared\":{},\"differences\":[", c.compared);
-        for (i, d) in c.diffs.iter().enumerate() {
-            let _ = write!(
-                o,
-                "{}{{\"start\":{},\"end\":{},\"trace\":{},\"snapshot\":{},\"name\":{}}}",
-                if i == 0 { "" } else { "," },
-                d.range.start,
-                d.range.end,
-                json_str(&state_str(d.trace)),
-                json_str(&state_str(d.snapshot)),
-                json_str(&d.name)
-            );
-        }
-        o.push_str("]}");
-    }
-    o.push_str("}\n");
+    let r = ReportJson {
+        lines: rep.lines,
+        calls: rep.calls,
+        seconds: secs,
+        calls_by_kind: rep
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|(_, (ok, failed))| ok + failed > 0)
+            .map(|(i, &(ok, failed))| (model::KINDS[i], OkFailed { ok, failed }))
+            .collect(),
+        other_calls: rep.other.iter().map(|(k, n)| (k.as_str(), *n)).collect(),
+        peak_entries: rep.peak_entries as usize,
+        peak_mapped: rep.peak_mapped,
+        spaces: rep
+            .spaces
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SpaceJson {
+                id: i,
+                pids: s.pids.clone(),
+                pid_count: s.pid_count,
+                origin: origin_str(&s.origin),
+                program: s.program(),
+                calls: s.calls,
+                entries: s.entries(),
+                peak_entries: s.peak_entries,
+                mapped: s.mapped(),
+                peak_mapped: s.peak_mapped,
+                touched: s.touched(),
+                inconsistencies: s.inconsistencies,
+            })
+            .collect(),
+        target: rep.target(None).ok(),
+        bad_lines: rep.bad_total,
+        bad: rep
+            .bad
+            .iter()
+            .map(|b| LineJson { line: b.line, reason: b.reason, content: &b.content })
+            .collect(),
+        inconsistencies: rep.warnings_total,
+        events: rep.events.iter().map(|e| EventJson { line: e.line, call: e.call, what: &e.what }).collect(),
+        comparison: cmp.map(|(s, c)| ComparisonJson {
+            space: s,
+            compared: c.compared,
+            differences: c
+                .diffs
+                .iter()
+                .map(|d| DiffJson {
+                    start: d.range.start,
+                    end: d.range.end,
+                    trace: state_str(d.trace),
+                    snapshot: state_str(d.snapshot),
+                    name: d.name.clone(),
+                })
+                .collect(),
+        }),
+    };
+    o.push_str(&crate::mapjson::to_line(&r));
 }
 
 /// Entries and mapped bytes (over all live address spaces) against calls, as an SVG line chart.
