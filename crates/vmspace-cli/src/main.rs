@@ -172,9 +172,13 @@ enum Cmd {
     /// A guided run on real memory: reserve, map, protect, guard, wire, fork, grow a stack, enter and
     /// cancel in a reclaim ring, run code from a scratch slot; the map after each step.
     #[command(
-        after_help = "Examples:\n  vmspace tour\n  vmspace tour | head -20\n\nExit status: 0 the map and the kernel agreed at every step; 2 they did not, or a call failed."
+        after_help = "Examples:\n  vmspace tour\n  vmspace tour --json\n  vmspace tour | head -20\n\nExit status: 0 the map and the kernel agreed at every step; 2 they did not, or a call failed."
     )]
-    Tour,
+    Tour {
+        /// One JSON object per step: {step, text, entries, mapped, agrees}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a synthetic trace of N memory calls to standard output (for measuring replay speed).
     #[command(hide = true)]
     SynthTrace {
@@ -504,8 +508,8 @@ fn run() -> Result<u8, String> {
             print(&if json { vmspace_cli::bench::json(&rows) } else { vmspace_cli::bench::table(&rows) })?;
             Ok(0)
         }
-        Cmd::Tour => {
-            vmspace_cli::tour::run()?;
+        Cmd::Tour { json } => {
+            vmspace_cli::tour::run_with(json)?;
             Ok(0)
         }
         Cmd::SynthTrace { calls } => {
