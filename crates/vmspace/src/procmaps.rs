@@ -406,7 +406,7 @@ pub fn parse_smaps(text: &str) -> Result<Vec<Region>, ParseError> {
         .map(|e| {
             let mut r = region_of(e.maps);
             r.stats = Some(Stats::from(&e.counters));
-            r.vm_flags = Some(e.vm_flags.unwrap_or_default());
+            r.vm_flags = e.vm_flags;
             r.kernel_page_size = e.kernel_page_size;
             r
         })
