@@ -3,9 +3,14 @@
 
 pub mod allocbench;
 pub mod bench;
+pub mod diff;
+pub mod mapjson;
+pub mod mapsvg;
 pub mod mapview;
 pub mod out;
 pub mod record;
 pub mod replay;
+pub mod summary;
 pub mod top;
 pub mod tour;
+pub mod watch;

@@ -1,35 +1,42 @@
-//! `vmspace map PID`: one process's address space the way `procstat -v` and `vmmap` show it, built from
-//! the [`VmMap`](vmspace_core::VmMap) that [`ProcMaps`] loads: entries and holes, a summary, JSON, and
-//! an SVG picture on a log-scaled axis.
+//! `vmspace map PID`: one process's address space the way `pmap -X`, `procstat -v` and `vmmap` show
+//! it: one line per Linux VMA (as the kernel and pmap list them) with the map's attributes, the free
+//! gaps between them, the end of user space (`TASK_SIZE`) and the kernel's part above it, and a
+//! summary from the [`VmMap`](vmspace_core::VmMap) that [`ProcMaps`] loads. JSON is in
+//! [`crate::mapjson`], the picture in [`crate::mapsvg`].
 
 use std::fmt::Write as _;
 
-use vmspace::procmaps::{Mapping, ProcMaps, Stats};
-use vmspace_core::{Behavior, Entry, EntryFlags, Inherit, Prot, VmMap};
+use vmspace::procmaps::{Mapping, ProcMaps, Region, Stats};
+use vmspace_core::{Behavior, Entry, Inherit, VmMap};
 
-use crate::out::{Style, grouped, human, json_str, xml};
+use crate::out::{Style, esc, grouped, human};
 
-/// The highest user address plus one: 47-bit unless something is mapped above it (5-level paging).
+/// `TASK_SIZE`: one past the highest user address. x86-64: `2^47 - 4096` with 4-level paging, or
+/// `2^56 - 4096` when something is mapped above the 47-bit limit (5-level paging, a process that
+/// asked for high addresses); arm64 and others: `2^48`. `[vsyscall]` lies above it, in the kernel's
+/// half.
 pub fn user_top<O: vmspace_core::MapObject>(map: &VmMap<O>) -> u64 {
-    let low = (1u64 << 47) - 4096;
-    let high = (1u64 << 56) - 4096;
+    let (low, high) = if cfg!(target_arch = "x86_64") {
+        ((1u64 << 47) - 4096, (1u64 << 56) - 4096)
+    } else {
+        (1u64 << 48, 1u64 << 52)
+    };
     if map.entries().any(|e| e.end > low && e.end <= high) { high } else { low }
 }
 
-/// The largest free gap inside user space (`[vm.mmap_min_addr, user top)`), ignoring the gap up to
-/// `[vsyscall]` above the user limit.
-pub fn user_largest_gap<O: vmspace_core::MapObject>(map: &VmMap<O>) -> u64 {
-    let (lo, hi) = (0x10000u64, user_top(map));
-    map.holes()
-        .map(|h| {
-            let (s, e) = (h.start.max(lo), h.end.min(hi));
-            e.saturating_sub(s)
-        })
-        .max()
-        .unwrap_or(0)
+/// The free gaps of user space, `[0, TASK_SIZE)`, in address order.
+pub fn user_holes<O: vmspace_core::MapObject>(map: &VmMap<O>) -> Vec<(u64, u64)> {
+    let top = user_top(map);
+    map.holes().filter(|h| h.start < top).map(|h| (h.start, h.end.min(top))).collect()
 }
 
-fn inherit_name(i: Inherit) -> &'static str {
+/// The largest free gap inside user space (`[vm.mmap_min_addr, TASK_SIZE)`).
+pub fn user_largest_gap<O: vmspace_core::MapObject>(map: &VmMap<O>) -> u64 {
+    user_holes(map).iter().map(|&(s, e)| e.saturating_sub(s.max(0x10000))).max().unwrap_or(0)
+}
+
+/// `copy`, `share`, `none` (MADV_DONTFORK), `zero` (MADV_WIPEONFORK).
+pub fn inherit_name(i: Inherit) -> &'static str {
     match i {
         Inherit::Share => "share",
         Inherit::Copy => "copy",
@@ -38,7 +45,8 @@ fn inherit_name(i: Inherit) -> &'static str {
     }
 }
 
-fn behavior_name(b: Behavior) -> &'static str {
+/// `-`, `sr` (MADV_SEQUENTIAL), `rr` (MADV_RANDOM).
+pub fn behavior_name(b: Behavior) -> &'static str {
     match b {
         Behavior::Normal => "-",
         Behavior::Sequential => "sr",
@@ -46,25 +54,24 @@ fn behavior_name(b: Behavior) -> &'static str {
     }
 }
 
-/// Linux's names for the entry flags shown: `gd` stack, `dd` no-dump, `sl` sealed, `gu` guard.
-fn flag_names(f: EntryFlags) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    for (flag, name) in [
-        (EntryFlags::STACK, "gd"),
-        (EntryFlags::NOCOREDUMP, "dd"),
-        (EntryFlags::SEALED, "sl"),
-        (EntryFlags::GUARD, "gu"),
-    ] {
-        if f.contains(flag) {
-            v.push(name);
-        }
-    }
-    v
+/// The VmFlags mnemonics a listing shows in its FLAGS column: all the kernel printed but the six that
+/// PRT/MAX already shows (`rd wr ex mr mw me`), in the kernel's order.
+pub fn shown_flags(r: &Region) -> Vec<&'static str> {
+    r.vm_flags
+        .map(|f| f.names().filter(|n| !matches!(*n, "rd" | "wr" | "ex" | "mr" | "mw" | "me")).collect())
+        .unwrap_or_default()
 }
 
-fn entry_name(e: &Entry<Mapping>) -> String {
-    let n = e.object().display_name();
-    if n.is_empty() { "[anon]".into() } else { n }
+/// The name column of a region as the kernel writes it (`[vvar_vclock]`, `[anon:NAME]`, a path with
+/// ` (deleted)`), or `[anon]` for unnamed anonymous memory.
+pub fn region_name(r: &Region) -> &str {
+    if r.path.is_empty() { "[anon]" } else { &r.path }
+}
+
+/// The kernel's name for a map entry: the name of the first VMA it is made of.
+pub fn entry_name<'a>(p: &'a ProcMaps, e: &Entry<Mapping>) -> &'a str {
+    let i = p.regions.partition_point(|r| r.range.end <= e.start);
+    p.regions.get(i).map_or("[anon]", region_name)
 }
 
 /// The process's totals: `smaps_rollup` when it could be read, else the sum of the regions.
@@ -72,58 +79,158 @@ pub fn totals(p: &ProcMaps) -> Stats {
     p.rollup.unwrap_or_else(|| p.totals())
 }
 
-/// The listing: a header, one line per entry and per hole, a summary.
+/// One row of the layout: a VMA, a free gap of user space, or the part above `TASK_SIZE` that is
+/// not user space.
+#[derive(Clone, Copy, Debug)]
+pub enum Row<'a> {
+    /// A VMA.
+    Vma(&'a Region),
+    /// A free gap of user space.
+    Free(u64, u64),
+    /// `[TASK_SIZE, next)`: the kernel's half (and the non-canonical hole below it on x86-64).
+    Kernel(u64, u64),
+}
+
+/// The layout in address order: VMAs, the gaps between them up to `TASK_SIZE`, then the kernel's part
+/// up to the next VMA above it (`[vsyscall]`), if there is one.
+pub fn layout(p: &ProcMaps) -> Vec<Row<'_>> {
+    let top = user_top(&p.map);
+    let mut rows = Vec::with_capacity(p.regions.len() * 2 + 2);
+    let mut at = 0u64;
+    for r in &p.regions {
+        if r.range.start >= top && at <= top {
+            if at < top {
+                rows.push(Row::Free(at, top));
+            }
+            rows.push(Row::Kernel(top, r.range.start));
+        } else if r.range.start > at {
+            rows.push(Row::Free(at, r.range.start));
+        }
+        rows.push(Row::Vma(r));
+        at = r.range.end;
+    }
+    if at < top {
+        rows.push(Row::Free(at, top));
+    }
+    rows
+}
+
+/// The guard regions (`MADV_GUARD_INSTALL`) inside each VMA flagged `gu`, as ranges, read from
+/// `/proc/PID/pagemap` where that may be read (root, or the process's owner) and the kernel marks
+/// them (6.15+); keyed by the VMA's start. Empty where pagemap says nothing.
+pub fn guards(p: &ProcMaps) -> std::collections::HashMap<u64, Vec<std::ops::Range<u64>>> {
+    let pid = crate::mapjson::pid_number(p);
+    p.regions
+        .iter()
+        .filter(|r| r.vm_flags.is_some_and(|f| f.has("gu")))
+        .filter_map(|r| {
+            let runs = vmspace::os::inspect::guard_runs(pid, r.range.clone()).ok()?;
+            (!runs.is_empty()).then_some((r.range.start, runs))
+        })
+        .collect()
+}
+
+/// The per-region counters, or `?` where smaps could not be read.
+fn counter(p: &ProcMaps, r: &Region, f: fn(&Stats) -> u64) -> String {
+    match (&r.stats, p.detailed) {
+        (Some(s), true) => human(f(s)),
+        _ => "?".into(),
+    }
+}
+
+/// The header line of a process.
+pub fn title(p: &ProcMaps) -> String {
+    format!("pid {} ({}): {} threads", p.pid, esc(&p.status.name), p.status.threads)
+}
+
+/// The listing: a header, one line per VMA and per gap, then the summary.
 pub fn text(p: &ProcMaps, style: Style, max_map_count: Option<u64>) -> String {
+    text_with(p, style, max_map_count, true)
+}
+
+/// [`text`], with the free gaps and the kernel's part left out when `gaps` is false (a filtered
+/// listing, whose gaps would not be free).
+pub fn text_with(p: &ProcMaps, style: Style, max_map_count: Option<u64>, gaps: bool) -> String {
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "{}",
-        style.paint("1", &format!("pid {} ({}): {} threads", p.pid, p.status.name, p.status.threads))
-    );
+    let _ = writeln!(o, "{}", style.paint("1", &title(p)));
     let _ = writeln!(
         o,
         "{}",
         style.paint(
             "1",
             &format!(
-                "{:>16} {:>16} {:>7} {:<7} {:<5} {:<2} {:<2} {:<8} {:<11} {:>7} {:>7} {:>6}  NAME",
-                "START", "END", "SIZE", "PRT/MAX", "INH", "LO", "BH", "FLAGS", "KIND", "RSS", "PSS", "SWAP"
+                "{:>16} {:>16} {:>6} {:<7} {:<5} {:<2} {:<11} {:<11} {:>6} {:>6} {:>6}  NAME",
+                "START", "END", "SIZE", "PRT/MAX", "INH", "BH", "FLAGS", "KIND", "RSS", "PSS", "SWAP"
             )
         )
     );
-    let stats = p.entry_stats();
-    let mut at = p.map.min();
-    let hole = |o: &mut String, s: u64, e: u64| {
-        let _ = writeln!(o, "{}", style.paint("2", &format!("{s:>16x} {e:>16x} {:>7} (free)", human(e - s))));
-    };
-    for (e, st) in p.map.entries().zip(&stats) {
-        if e.start > at {
-            hole(&mut o, at, e.start);
+    let guard_runs = guards(p);
+    for row in layout(p) {
+        if !gaps && !matches!(row, Row::Vma(_)) {
+            continue;
         }
-        let prot = format!("{}/{}", e.prot(), e.max_prot());
-        let flags = flag_names(e.flags());
-        let line = format!(
-            "{:>16x} {:>16x} {:>7} {} {:<5} {:<2} {:<2} {:<8} {:<11} {:>7} {:>7} {:>6}  {}",
-            e.start,
-            e.end,
-            human(e.len()),
-            style.prot(e.prot(), &format!("{prot:<7}")),
-            inherit_name(e.inherit()),
-            if e.user_wired() { "lo" } else { "-" },
-            behavior_name(e.behavior()),
-            if flags.is_empty() { "-".to_string() } else { flags.join(",") },
-            e.object().kind_name(),
-            if p.detailed { human(st.rss) } else { "?".into() },
-            if p.detailed { human(st.pss) } else { "?".into() },
-            if p.detailed { human(st.swap) } else { "?".into() },
-            entry_name(e)
-        );
-        let _ = writeln!(o, "{line}");
-        at = e.end;
+        match row {
+            Row::Vma(r) => {
+                let prot = format!("{}/{}", r.prot, r.max_prot());
+                let flags = shown_flags(r);
+                let _ = writeln!(
+                    o,
+                    "{:>16x} {:>16x} {:>6} {} {:<5} {:<2} {:<11} {:<11} {:>6} {:>6} {:>6}  {}",
+                    r.range.start,
+                    r.range.end,
+                    human(r.len()),
+                    style.prot(r.prot, &format!("{prot:<7}")),
+                    inherit_name(r.inherit()),
+                    behavior_name(r.behavior()),
+                    if flags.is_empty() { "-".to_string() } else { flags.join(",") },
+                    r.mapping.kind_name(),
+                    counter(p, r, |s| s.rss),
+                    counter(p, r, |s| s.pss),
+                    counter(p, r, |s| s.swap),
+                    esc(region_name(r))
+                );
+                for g in guard_runs.get(&r.range.start).into_iter().flatten() {
+                    let _ = writeln!(
+                        o,
+                        "{}",
+                        style.paint(
+                            "33",
+                            &format!(
+                                "{:>16x} {:>16x} {:>6}   guard region (MADV_GUARD_INSTALL)",
+                                g.start,
+                                g.end,
+                                human(g.end - g.start)
+                            )
+                        )
+                    );
+                }
+            }
+            Row::Free(s, e) => {
+                let _ = writeln!(
+                    o,
+                    "{}",
+                    style.paint("2", &format!("{s:>16x} {e:>16x} {:>6} (free)", human(e - s)))
+                );
+            }
+            Row::Kernel(s, e) => {
+                let _ = writeln!(
+                    o,
+                    "{}",
+                    style.paint(
+                        "2",
+                        &format!("{s:>16x} {e:>16x} {:>6} (not user space: TASK_SIZE is {s:#x})", "-")
+                    )
+                );
+            }
+        }
     }
-    if p.map.max() > at {
-        hole(&mut o, at, p.map.max());
-    }
+    o.push_str(&summary_lines(p, max_map_count));
+    o
+}
+
+/// The two summary lines under a listing.
+pub fn summary_lines(p: &ProcMaps, max_map_count: Option<u64>) -> String {
+    let mut o = String::new();
     let t = totals(p);
     let mut kinds: Vec<(&'static str, u64)> = Vec::new();
     for e in p.map.entries() {
@@ -136,9 +243,9 @@ pub fn text(p: &ProcMaps, style: Style, max_map_count: Option<u64>) -> String {
     kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
     let _ = writeln!(
         o,
-        "\n{} entries from {} VMAs{}; {} mapped, {} resident, Pss {}, swap {}, wired {}",
-        grouped(p.map.len() as u64),
+        "\n{} VMAs in {} map entries{}; {} mapped, {} resident, Pss {}, swap {}, wired {}",
         grouped(p.regions.len() as u64),
+        grouped(p.map.len() as u64),
         match max_map_count {
             Some(m) if m > 0 => format!(
                 " ({:.2}% of vm.max_map_count {})",
@@ -153,200 +260,16 @@ pub fn text(p: &ProcMaps, style: Style, max_map_count: Option<u64>) -> String {
         human(t.swap),
         human(p.map.wired_size())
     );
-    let holes = p.map.holes().count();
     let _ = writeln!(
         o,
-        "{} holes; largest free gap in user space {}; by kind: {}",
-        holes,
+        "{} free gaps below TASK_SIZE {:#x}; largest {}; by kind: {}",
+        user_holes(&p.map).len(),
+        user_top(&p.map),
         human(user_largest_gap(&p.map)),
         kinds.iter().map(|(k, b)| format!("{k} {}", human(*b))).collect::<Vec<_>>().join(", ")
     );
     if !p.detailed {
         let _ = writeln!(o, "(smaps not readable: no per-region counters or VmFlags; max prot shown as rwx)");
     }
-    o
-}
-
-fn stats_json(s: &Stats) -> String {
-    format!(
-        "{{\"rss\":{},\"pss\":{},\"shared\":{},\"private\":{},\"anonymous\":{},\"swap\":{},\"swap_pss\":{},\"locked\":{}}}",
-        s.rss, s.pss, s.shared, s.private, s.anonymous, s.swap, s.swap_pss, s.locked
-    )
-}
-
-fn prot_json(p: Prot) -> String {
-    json_str(&p.to_string())
-}
-
-/// The map as one JSON object: entries (with their counters), holes, the VMAs, totals.
-pub fn json(p: &ProcMaps, max_map_count: Option<u64>) -> String {
-    let mut o = String::new();
-    let _ = write!(
-        o,
-        "{{\"pid\":{},\"name\":{},\"threads\":{},\"detailed\":{},\"entries\":[",
-        json_str(&p.pid.to_string()),
-        json_str(&p.status.name),
-        p.status.threads,
-        p.detailed
-    );
-    let stats = p.entry_stats();
-    for (i, (e, st)) in p.map.entries().zip(&stats).enumerate() {
-        let flags: Vec<String> = flag_names(e.flags()).into_iter().map(json_str).collect();
-        let _ = write!(
-            o,
-            "{}{{\"start\":{},\"end\":{},\"size\":{},\"prot\":{},\"max_prot\":{},\"inherit\":{},\"wired\":{},\"behavior\":{},\"flags\":[{}],\"kind\":{},\"name\":{},\"offset\":{},\"stats\":{}}}",
-            if i == 0 { "" } else { "," },
-            e.start,
-            e.end,
-            e.len(),
-            prot_json(e.prot()),
-            prot_json(e.max_prot()),
-            json_str(inherit_name(e.inherit())),
-            e.user_wired(),
-            json_str(behavior_name(e.behavior())),
-            flags.join(","),
-            json_str(e.object().kind_name()),
-            json_str(&e.object().display_name()),
-            e.offset(),
-            stats_json(st)
-        );
-    }
-    o.push_str("],\"holes\":[");
-    for (i, h) in p.map.holes().enumerate() {
-        let _ = write!(
-            o,
-            "{}{{\"start\":{},\"end\":{},\"size\":{}}}",
-            if i == 0 { "" } else { "," },
-            h.start,
-            h.end,
-            h.end - h.start
-        );
-    }
-    o.push_str("],\"regions\":[");
-    for (i, r) in p.regions.iter().enumerate() {
-        let _ = write!(
-            o,
-            "{}{{\"start\":{},\"end\":{},\"perms\":{},\"offset\":{},\"dev\":\"{:02x}:{:02x}\",\"inode\":{},\"path\":{},\"vm_flags\":{},\"stats\":{}}}",
-            if i == 0 { "" } else { "," },
-            r.range.start,
-            r.range.end,
-            json_str(&format!("{}{}", r.prot, if r.shared { 's' } else { 'p' })),
-            r.offset,
-            r.dev.0,
-            r.dev.1,
-            r.inode,
-            json_str(&r.path),
-            r.vm_flags.map_or("null".to_string(), |f| json_str(&f.to_string())),
-            r.stats.as_ref().map_or("null".to_string(), stats_json)
-        );
-    }
-    let t = totals(p);
-    let _ = write!(
-        o,
-        "],\"summary\":{{\"entries\":{},\"vmas\":{},\"mapped\":{},\"wired\":{},\"largest_user_gap\":{},\"max_map_count\":{},\"totals\":{}}}}}",
-        p.map.len(),
-        p.regions.len(),
-        p.map.size(),
-        p.map.wired_size(),
-        user_largest_gap(&p.map),
-        max_map_count.map_or("null".to_string(), |m| m.to_string()),
-        stats_json(&t)
-    );
-    o.push('\n');
-    o
-}
-
-fn prot_colour(p: Prot) -> &'static str {
-    match (p.contains(Prot::READ), p.contains(Prot::WRITE), p.contains(Prot::EXECUTE)) {
-        (_, true, true) => "#ff7f0e",
-        (_, false, true) => "#d62728",
-        (_, true, false) => "#2ca02c",
-        (true, false, false) => "#1f77b4",
-        (false, false, false) => "#bbbbbb",
-    }
-}
-
-/// The address space as an SVG picture: every entry and hole a band whose height grows with the
-/// logarithm of its size, coloured by protection, labelled with its range, size, protection and name.
-pub fn svg(p: &ProcMaps) -> String {
-    let band = |len: u64| -> f64 { 16.0 + 5.0 * ((len.max(4096) / 4096) as f64).log2() };
-    let mut rows: Vec<(u64, u64, Option<&Entry<Mapping>>)> = Vec::new();
-    let mut at = p.map.min();
-    for e in p.map.entries() {
-        if e.start > at {
-            rows.push((at, e.start, None));
-        }
-        rows.push((e.start, e.end, Some(e)));
-        at = e.end;
-    }
-    if p.map.max() > at {
-        rows.push((at, p.map.max(), None));
-    }
-    let top = 70.0;
-    let height = top + rows.iter().map(|(s, e, _)| band(e - s)).sum::<f64>() + 20.0;
-    let width = 1100.0;
-    let mut o = String::new();
-    let _ = writeln!(o, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
-    let _ = writeln!(
-        o,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height:.0}" font-family="monospace" font-size="11">"#
-    );
-    let title = format!("address space of pid {} ({})", p.pid, p.status.name);
-    let _ = writeln!(o, "<title>{}</title>", xml(&title));
-    let _ = writeln!(o, r#"<rect width="{width}" height="{height:.0}" fill="white"/>"#);
-    let _ = writeln!(o, r#"<text x="10" y="20" font-size="14" font-weight="bold">{}</text>"#, xml(&title));
-    let legend =
-        [("r-x", "#d62728"), ("rw-", "#2ca02c"), ("r--", "#1f77b4"), ("rwx", "#ff7f0e"), ("---", "#bbbbbb")];
-    for (i, (label, colour)) in legend.iter().enumerate() {
-        let x = 10.0 + i as f64 * 80.0;
-        let _ = writeln!(o, r#"<rect x="{x}" y="32" width="14" height="12" fill="{colour}"/>"#);
-        let _ = writeln!(o, r#"<text x="{}" y="42">{label}</text>"#, x + 18.0);
-    }
-    let _ = writeln!(
-        o,
-        r##"<text x="430" y="42" fill="#555">band height grows with log2(size); addresses increase downwards; dashed = free</text>"##
-    );
-    let mut y = top;
-    for (s, e, entry) in rows {
-        let h = band(e - s);
-        match entry {
-            Some(en) => {
-                let name = entry_name(en);
-                let _ = writeln!(
-                    o,
-                    r##"<g><title>{}</title><rect x="10" y="{y:.1}" width="160" height="{:.1}" fill="{}" stroke="#333" stroke-width="0.5"/>"##,
-                    xml(&format!("{s:#x}-{e:#x} {} {}", human(e - s), name)),
-                    h,
-                    prot_colour(en.prot())
-                );
-                let _ = writeln!(
-                    o,
-                    r#"<text x="180" y="{:.1}">{}</text></g>"#,
-                    y + h / 2.0 + 4.0,
-                    xml(&format!(
-                        "{s:012x}-{e:012x} {:>7} {}/{} {}",
-                        human(e - s),
-                        en.prot(),
-                        en.max_prot(),
-                        name
-                    ))
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    o,
-                    r##"<rect x="10" y="{y:.1}" width="160" height="{h:.1}" fill="none" stroke="#999" stroke-dasharray="4,3"/>"##
-                );
-                let _ = writeln!(
-                    o,
-                    r##"<text x="180" y="{:.1}" fill="#888">{}</text>"##,
-                    y + h / 2.0 + 4.0,
-                    xml(&format!("{s:012x}-{e:012x} {:>7} (free)", human(e - s)))
-                );
-            }
-        }
-        y += h;
-    }
-    o.push_str("</svg>\n");
     o
 }

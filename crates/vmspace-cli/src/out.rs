@@ -1,13 +1,60 @@
 //! Output helpers shared by the commands: sizes, colour (only on a terminal, never under `NO_COLOR`),
-//! JSON string escaping, XML escaping.
+//! escaping of what the system names (terminal, JSON, XML).
 
 use std::io::IsTerminal;
 
-use vmspace_core::{HumanSize, Prot};
+use vmspace_core::Prot;
 
-/// Bytes as `128K`, `7.8M`; `0` for zero.
+/// Bytes in binary units, rounded to the nearest, in one style everywhere: below ten units one
+/// decimal (`5.6M`, whole values without it: `4K`), from ten on none (`386G`, `132K`); a value that
+/// rounds up to 1024 goes to the next unit (`1.0M`). Bytes below 1 KiB are printed as `512B`; zero
+/// is `0`.
 pub fn human(bytes: u64) -> String {
-    HumanSize(bytes).to_string()
+    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
+    if bytes == 0 {
+        return "0".into();
+    }
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut u = 0;
+    while u + 1 < UNITS.len() && bytes >= 1u64 << (10 * (u + 2)) {
+        u += 1;
+    }
+    let v = bytes as f64 / (1u64 << (10 * (u + 1))) as f64;
+    if v < 9.95 {
+        if bytes % (1u64 << (10 * (u + 1))) == 0 {
+            format!("{v:.0}{}", UNITS[u])
+        } else {
+            format!("{v:.1}{}", UNITS[u])
+        }
+    } else if v.round() >= 1024.0 && u + 1 < UNITS.len() {
+        format!("1.0{}", UNITS[u + 1])
+    } else {
+        format!("{v:.0}{}", UNITS[u])
+    }
+}
+
+/// `s` with every control character (C0, DEL, C1) written as an escape (`\t`, `\n`, `\e`, `\x7f`,
+/// `\u{9b}`), so that a name from the system (a file name, a command name)
+/// cannot move the cursor or rewrite the terminal.
+pub fn esc(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut o = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\t' => o.push_str("\\t"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\x1b' => o.push_str("\\e"),
+            c if (c as u32) < 0x80 && c.is_control() => o.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => o.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(o)
 }
 
 /// A number with thousands separators: `1,234,567`.
@@ -104,5 +151,16 @@ mod tests {
         assert_eq!(json_str("a\"b\\\n\u{1}"), "\"a\\\"b\\\\\\n\\u0001\"");
         assert_eq!(xml("<a&'b\u{1}>"), "&lt;a&amp;&apos;b&gt;");
         assert_eq!(human(4096), "4K");
+        assert_eq!(human(0), "0");
+        assert_eq!(human(1000), "1000B");
+        assert_eq!(human(5_872_025), "5.6M");
+        assert_eq!(human(135_168), "132K");
+        assert_eq!(human((1 << 20) - 1), "1.0M");
+        // Rounded, not truncated: 9.96 MiB is 10M, 385.6 GiB is 386G.
+        assert_eq!(human(10_443_000), "10M");
+        assert_eq!(human(414_035_000_000), "386G");
+        assert_eq!(human(u64::MAX), "16E");
+        assert_eq!(esc("a\tb\x1b[2J\u{9b}\\"), "a\\tb\\e[2J\\u{9b}\\");
+        assert_eq!(esc("plain"), "plain");
     }
 }

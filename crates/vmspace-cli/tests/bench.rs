@@ -30,11 +30,11 @@ fn bench_prints_a_ratio_for_every_workload() {
     assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "1", "one bar per workload");
     std::fs::remove_file(&svg).unwrap();
     let bad = Command::new(env!("CARGO_BIN_EXE_vmspace")).args(["bench", "nonsense"]).output().unwrap();
-    assert_eq!(bad.status.code(), Some(1), "an unknown benchmark is a one-line error");
+    assert_eq!(bad.status.code(), Some(2), "an unknown benchmark is a one-line error (exit 2)");
     assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
     // The allocator comparison's options are refused elsewhere, not silently ignored.
     let stray =
         Command::new(env!("CARGO_BIN_EXE_vmspace")).args(["bench", "ring", "--secs", "3"]).output().unwrap();
-    assert_eq!(stray.status.code(), Some(1), "an alloc option on another benchmark is an error");
+    assert_eq!(stray.status.code(), Some(2), "an alloc option on another benchmark is an error (exit 2)");
     assert!(String::from_utf8_lossy(&stray.stderr).contains("bench alloc"));
 }

@@ -129,7 +129,7 @@ fn unknown_allocator_is_a_one_line_error() {
         .args(["bench", "alloc", "--allocators", "glibc,tcmalloc"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tcmalloc") && err.lines().count() == 1, "{err}");
 }

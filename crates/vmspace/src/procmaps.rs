@@ -17,6 +17,8 @@ use std::fmt;
 use std::io;
 use std::ops::Range;
 
+use vmspace_linux::proc::counters::Counters;
+
 use crate::{Behavior, EntryFlags, Inherit, MapObject, MapSpec, Prot, VmError, VmMap};
 
 /// The lowest address a loaded map covers.
@@ -170,76 +172,9 @@ impl MapObject for Mapping {
     }
 }
 
-/// Linux's two-letter `VmFlags` of a VMA (`/proc/PID/smaps`), as a bit set.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct VmFlags(u64);
-
-/// Every flag name the kernel prints, in its order (`show_smap_vma_flags`); bit `i` is `NAMES[i]`.
-const VMFLAG_NAMES: [&str; 44] = [
-    "rd", "wr", "ex", "sh", "mr", "mw", "me", "ms", "gd", "pf", "lf", "dw", "lo", "io", "sr", "rr", "dc",
-    "de", "ac", "nr", "ht", "sf", "nl", "ar", "wf", "dd", "sd", "mm", "hg", "nh", "mg", "um", "uw", "ss",
-    "sl", "bt", "mt", "gu", "lt", "ui", "u1", "u2", "u3", "u4",
-];
-
-impl VmFlags {
-    /// No flag.
-    pub const EMPTY: VmFlags = VmFlags(0);
-
-    fn bit(name: &str) -> Option<u64> {
-        VMFLAG_NAMES.iter().position(|n| *n == name).map(|i| 1u64 << i)
-    }
-
-    /// Parses the value of a `VmFlags:` line (`rd wr mr mw me ac`); unknown names are ignored.
-    pub fn parse(s: &str) -> VmFlags {
-        VmFlags(s.split_ascii_whitespace().filter_map(Self::bit).fold(0, |a, b| a | b))
-    }
-
-    /// Whether the two-letter flag `name` is set (`false` for names the kernel does not print).
-    pub fn has(self, name: &str) -> bool {
-        Self::bit(name).is_some_and(|b| self.0 & b != 0)
-    }
-
-    /// The set flags' names in the kernel's order.
-    pub fn names(self) -> impl Iterator<Item = &'static str> {
-        VMFLAG_NAMES.iter().enumerate().filter(move |(i, _)| self.0 & (1 << i) != 0).map(|(_, n)| *n)
-    }
-
-    /// Maximum protection: `mr` read, `mw` write, `me` execute.
-    pub fn max_prot(self) -> Prot {
-        let mut p = Prot::NONE;
-        if self.has("mr") {
-            p |= Prot::READ;
-        }
-        if self.has("mw") {
-            p |= Prot::WRITE;
-        }
-        if self.has("me") {
-            p |= Prot::EXECUTE;
-        }
-        p
-    }
-}
-
-impl fmt::Debug for VmFlags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// The names separated by spaces, as the kernel prints them.
-impl fmt::Display for VmFlags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for n in self.names() {
-            if !first {
-                f.write_str(" ")?;
-            }
-            f.write_str(n)?;
-            first = false;
-        }
-        Ok(())
-    }
-}
+/// Linux's two-letter `VmFlags` of a VMA (`/proc/PID/smaps`), as a bit set: the one table, in
+/// `vmspace-linux`.
+pub use vmspace_linux::proc::vmflags::VmFlags;
 
 /// Memory counters of a region or a whole process, in bytes (smaps reports kB).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -252,6 +187,10 @@ pub struct Stats {
     pub shared: u64,
     /// Resident pages mapped only here (`Private_Clean + Private_Dirty`).
     pub private: u64,
+    /// Shared pages written to (`Shared_Dirty`), part of `shared`.
+    pub shared_dirty: u64,
+    /// Private pages written to (`Private_Dirty`), part of `private`.
+    pub private_dirty: u64,
     /// Anonymous resident bytes (`Anonymous`).
     pub anonymous: u64,
     /// Swapped-out bytes (`Swap`).
@@ -269,27 +208,12 @@ impl Stats {
         self.pss = self.pss.saturating_add(other.pss);
         self.shared = self.shared.saturating_add(other.shared);
         self.private = self.private.saturating_add(other.private);
+        self.shared_dirty = self.shared_dirty.saturating_add(other.shared_dirty);
+        self.private_dirty = self.private_dirty.saturating_add(other.private_dirty);
         self.anonymous = self.anonymous.saturating_add(other.anonymous);
         self.swap = self.swap.saturating_add(other.swap);
         self.swap_pss = self.swap_pss.saturating_add(other.swap_pss);
         self.locked = self.locked.saturating_add(other.locked);
-    }
-
-    /// Applies one `Key: N kB` line; returns whether the key was a counter.
-    fn apply(&mut self, key: &str, kb: u64) -> bool {
-        let b = kb.saturating_mul(1024);
-        match key {
-            "Rss" => self.rss = b,
-            "Pss" => self.pss = b,
-            "Shared_Clean" | "Shared_Dirty" => self.shared = self.shared.saturating_add(b),
-            "Private_Clean" | "Private_Dirty" => self.private = self.private.saturating_add(b),
-            "Anonymous" => self.anonymous = b,
-            "Swap" => self.swap = b,
-            "SwapPss" => self.swap_pss = b,
-            "Locked" => self.locked = b,
-            _ => return false,
-        }
-        true
     }
 }
 
@@ -419,153 +343,85 @@ fn perr(line: usize, content: &str, reason: &'static str) -> ParseError {
     ParseError { line, content, reason }
 }
 
-/// Parses one `/proc/PID/maps` line: `start-end perms offset major:minor inode [path]`.
-pub fn parse_maps_line(line: &str) -> Result<Region, &'static str> {
-    let mut rest = line;
-    let mut field = || -> Option<&str> {
-        let t = rest.trim_start_matches(' ');
-        let end = t.find(' ').unwrap_or(t.len());
-        let (f, r) = t.split_at(end);
-        rest = r;
-        (!f.is_empty()).then_some(f)
-    };
-    let range = field().ok_or("missing range")?;
-    let perms = field().ok_or("missing permissions")?;
-    let offset = field().ok_or("missing offset")?;
-    let dev = field().ok_or("missing device")?;
-    let inode = field().ok_or("missing inode")?;
-    let path = rest.trim_start_matches(' ');
-    let (s, e) = range.split_once('-').ok_or("range without '-'")?;
-    let start = u64::from_str_radix(s, 16).map_err(|_| "bad start address")?;
-    let end = u64::from_str_radix(e, 16).map_err(|_| "bad end address")?;
-    if end <= start || start % 4096 != 0 || end % 4096 != 0 {
-        return Err("empty, inverted or unaligned range");
-    }
-    let p = perms.as_bytes();
-    if p.len() != 4 {
-        return Err("permissions are not 4 letters");
-    }
-    let mut prot = Prot::NONE;
-    for (i, (ch, bit)) in
-        [(b'r', Prot::READ), (b'w', Prot::WRITE), (b'x', Prot::EXECUTE)].into_iter().enumerate()
-    {
-        match p[i] {
-            c if c == ch => prot |= bit,
-            b'-' => {}
-            _ => return Err("bad permission letter"),
-        }
-    }
-    let shared = match p[3] {
-        b's' => true,
-        b'p' => false,
-        _ => return Err("sharing is neither 's' nor 'p'"),
-    };
-    let offset = u64::from_str_radix(offset, 16).map_err(|_| "bad offset")?;
-    let (ma, mi) = dev.split_once(':').ok_or("device without ':'")?;
-    let dev = (
-        u32::from_str_radix(ma, 16).map_err(|_| "bad device major")?,
-        u32::from_str_radix(mi, 16).map_err(|_| "bad device minor")?,
-    );
-    let inode: u64 = inode.parse().map_err(|_| "bad inode")?;
-    let mapping = Mapping::classify(path, dev, inode, shared);
-    Ok(Region {
-        range: start..end,
-        prot,
-        shared,
-        offset,
-        dev,
-        inode,
-        path: path.to_string(),
+/// A `maps` line as a [`Region`] (no counters, no VmFlags).
+fn region_of(l: vmspace_linux::proc::maps::MapsLine) -> Region {
+    let mapping = Mapping::classify(&l.name, l.dev, l.inode, l.shared);
+    Region {
+        range: l.range,
+        prot: l.prot,
+        shared: l.shared,
+        offset: l.offset,
+        dev: l.dev,
+        inode: l.inode,
+        path: l.name,
         mapping,
         stats: None,
         vm_flags: None,
         kernel_page_size: 4096,
-    })
+    }
 }
 
-/// Parses `/proc/PID/maps`: one region per non-empty line, in order.
+/// Parses one `/proc/PID/maps` line: `start-end perms offset major:minor inode [path]`, with
+/// [`vmspace_linux::proc::maps::parse_line`].
+pub fn parse_maps_line(line: &str) -> Result<Region, &'static str> {
+    vmspace_linux::proc::maps::parse_line(line).map(region_of)
+}
+
+/// The line `n` (1-based) of `text`, for an error message.
+fn line_of(text: &str, n: usize) -> &str {
+    text.lines().nth(n.saturating_sub(1)).unwrap_or("")
+}
+
+/// Parses `/proc/PID/maps`: one region per non-empty line, in order ([`vmspace_linux::proc::maps`]).
 pub fn parse_maps(text: &str) -> Result<Vec<Region>, ParseError> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(parse_maps_line(line).map_err(|r| perr(i + 1, line, r))?);
-    }
-    check_order(&out)?;
-    Ok(out)
+    let lines =
+        vmspace_linux::proc::maps::parse(text).map_err(|e| perr(e.line, line_of(text, e.line), e.reason))?;
+    Ok(lines.into_iter().map(region_of).collect())
 }
 
-fn check_order(regions: &[Region]) -> Result<(), ParseError> {
-    for w in regions.windows(2) {
-        if w[1].range.start < w[0].range.end {
-            let s = format!("{:x}-{:x}", w[1].range.start, w[1].range.end);
-            return Err(perr(0, &s, "regions overlap or are out of order"));
+impl From<&Counters> for Stats {
+    fn from(c: &Counters) -> Stats {
+        Stats {
+            rss: c.rss,
+            pss: c.pss,
+            shared: c.shared_clean.saturating_add(c.shared_dirty),
+            private: c.private_clean.saturating_add(c.private_dirty),
+            shared_dirty: c.shared_dirty,
+            private_dirty: c.private_dirty,
+            anonymous: c.anonymous,
+            swap: c.swap,
+            swap_pss: c.swap_pss,
+            locked: c.locked,
         }
     }
-    Ok(())
 }
 
-/// Splits `Key:   value` into the key and the trimmed value.
-fn key_value(line: &str) -> Option<(&str, &str)> {
-    let (k, v) = line.split_once(':')?;
-    if k.is_empty() || k.contains(' ') {
-        return None;
-    }
-    Some((k, v.trim()))
+/// Parses `/proc/PID/smaps`: a maps line per region followed by `Key: N kB` lines and `VmFlags:`
+/// ([`vmspace_linux::proc::smaps`]).
+pub fn parse_smaps(text: &str) -> Result<Vec<Region>, ParseError> {
+    let entries =
+        vmspace_linux::proc::smaps::parse(text).map_err(|e| perr(e.line, line_of(text, e.line), e.reason))?;
+    Ok(entries
+        .into_iter()
+        .map(|e| {
+            let mut r = region_of(e.maps);
+            r.stats = Some(Stats::from(&e.counters));
+            r.vm_flags = e.vm_flags;
+            r.kernel_page_size = e.kernel_page_size;
+            r
+        })
+        .collect())
+}
+
+/// Parses `/proc/PID/smaps_rollup`: the process's totals ([`vmspace_linux::proc::rollup`]).
+pub fn parse_rollup(text: &str) -> Result<Stats, ParseError> {
+    vmspace_linux::proc::rollup::parse(text)
+        .map(|r| Stats::from(&r.counters))
+        .map_err(|reason| perr(1, text.lines().next().unwrap_or(""), reason))
 }
 
 fn kb(v: &str) -> Option<u64> {
     v.strip_suffix("kB").unwrap_or(v).trim().parse().ok()
-}
-
-/// Parses `/proc/PID/smaps`: a maps line per region followed by `Key: N kB` lines and `VmFlags:`.
-pub fn parse_smaps(text: &str) -> Result<Vec<Region>, ParseError> {
-    let mut out: Vec<Region> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        if let Some((k, v)) = key_value(line) {
-            let Some(r) = out.last_mut() else {
-                return Err(perr(i + 1, line, "counter before any region"));
-            };
-            let st = r.stats.get_or_insert_with(Stats::default);
-            if k == "VmFlags" {
-                r.vm_flags = Some(VmFlags::parse(v));
-            } else if k == "KernelPageSize" {
-                r.kernel_page_size =
-                    kb(v).ok_or_else(|| perr(i + 1, line, "bad page size"))?.saturating_mul(1024);
-            } else if v.ends_with("kB") {
-                let n = kb(v).ok_or_else(|| perr(i + 1, line, "bad kB value"))?;
-                st.apply(k, n);
-            }
-            continue;
-        }
-        let mut r = parse_maps_line(line).map_err(|e| perr(i + 1, line, e))?;
-        r.stats = Some(Stats::default());
-        out.push(r);
-    }
-    check_order(&out)?;
-    Ok(out)
-}
-
-/// Parses `/proc/PID/smaps_rollup`: the process's totals.
-pub fn parse_rollup(text: &str) -> Result<Stats, ParseError> {
-    let mut st = Stats::default();
-    let mut any = false;
-    for (i, line) in text.lines().enumerate() {
-        if let Some((k, v)) = key_value(line)
-            && v.ends_with("kB")
-        {
-            let n = kb(v).ok_or_else(|| perr(i + 1, line, "bad kB value"))?;
-            any |= st.apply(k, n);
-        }
-    }
-    if !any && !text.trim().is_empty() {
-        return Err(perr(1, text.lines().next().unwrap_or(""), "no counters"));
-    }
-    Ok(st)
 }
 
 /// What `/proc/PID/status` says about a process's memory.
@@ -575,6 +431,12 @@ pub struct Status {
     pub name: String,
     /// Threads (`Threads`).
     pub threads: u64,
+    /// The state letter (`State`: `R`, `S`, `D`, `Z` zombie, `X` dead…; `'\0'` when absent).
+    pub state: char,
+    /// A kernel thread (`Kthread: 1`, Linux 6.7+; older kernels do not say).
+    pub kthread: bool,
+    /// The real user id (`Uid`, first of four).
+    pub uid: u32,
     /// Total mapped bytes (`VmSize`), not counting `[vsyscall]`.
     pub vm_size: u64,
     /// Peak of `vm_size` (`VmPeak`).
@@ -596,6 +458,9 @@ pub fn parse_status(text: &str) -> Status {
         match k {
             "Name" => s.name = v.to_string(),
             "Threads" => s.threads = v.parse().unwrap_or(0),
+            "State" => s.state = v.chars().next().unwrap_or('\0'),
+            "Kthread" => s.kthread = v == "1",
+            "Uid" => s.uid = v.split_ascii_whitespace().next().and_then(|u| u.parse().ok()).unwrap_or(0),
             "VmSize" => s.vm_size = kb(v).unwrap_or(0) * 1024,
             "VmPeak" => s.vm_peak = kb(v).unwrap_or(0) * 1024,
             "VmRSS" => s.vm_rss = kb(v).unwrap_or(0) * 1024,
@@ -740,6 +605,17 @@ impl ProcMaps {
 
     /// [`ProcMaps::load`] reusing `buf` for the file contents.
     pub fn load_with(pid: Pid, buf: &mut String) -> Result<ProcMaps, ProcError> {
+        Self::load_opts(pid, buf, true)
+    }
+
+    /// [`ProcMaps::load_with`] without reading `smaps_rollup` (`rollup` is `None`): the kernel walks
+    /// the page tables once for `smaps` and again for the rollup, so a survey of every process
+    /// (`vmspace top`) that can live with Pss summed per VMA (rounded down to a kB each) reads half.
+    pub fn load_without_rollup(pid: Pid, buf: &mut String) -> Result<ProcMaps, ProcError> {
+        Self::load_opts(pid, buf, false)
+    }
+
+    fn load_opts(pid: Pid, buf: &mut String, with_rollup: bool) -> Result<ProcMaps, ProcError> {
         let dir = pid.dir();
         read_into(&format!("{dir}/status"), buf).map_err(|e| io_err(pid, e))?;
         let status = parse_status(buf);
@@ -751,9 +627,9 @@ impl ProcMaps {
             }
             Err(e) => return Err(io_err(pid, e)),
         };
-        let rollup = match read_into(&format!("{dir}/smaps_rollup"), buf) {
-            Ok(()) => Some(parse_rollup(buf).map_err(|e| ProcError::Parse(pid, "smaps_rollup", e))?),
-            Err(_) => None,
+        let rollup = match with_rollup.then(|| read_into(&format!("{dir}/smaps_rollup"), buf)) {
+            Some(Ok(())) => Some(parse_rollup(buf).map_err(|e| ProcError::Parse(pid, "smaps_rollup", e))?),
+            _ => None,
         };
         let map = build_map(&regions).map_err(|(r, e)| ProcError::Map(pid, r, e))?;
         Ok(ProcMaps { pid, status, regions, map, rollup, detailed })

@@ -6,6 +6,8 @@ use std::ops::Range;
 
 use vmspace_core::{Behavior, EntryFlags, Inherit, Prot, VmMap};
 
+use vmspace_linux::proc::smaps::{SmapsEntry, SmapsParser};
+
 use crate::backing::Backing;
 
 /// One VMA as smaps describes it.
@@ -47,7 +49,7 @@ pub fn read_self() -> io::Result<Vec<Vma>> {
 pub(crate) fn read_self_over(range: &Range<u64>) -> io::Result<Vec<Vma>> {
     use std::io::BufRead;
     let mut file = io::BufReader::with_capacity(1 << 16, std::fs::File::open("/proc/self/smaps")?);
-    let mut parser = Parser::default();
+    let mut parser = SmapsParser::new();
     let mut line = String::new();
     let mut inside = false;
     loop {
@@ -61,81 +63,46 @@ pub(crate) fn read_self_over(range: &Range<u64>) -> io::Result<Vec<Vma>> {
             None => {}
         }
         if inside {
-            parser.line(&line)?;
+            parser.line(&line).map_err(bad)?;
         }
     }
-    Ok(parser.out)
+    Ok(parser.finish().into_iter().map(vma_of).collect())
 }
 
-/// Parses smaps text.
-pub fn parse(text: &str) -> io::Result<Vec<Vma>> {
-    let mut parser = Parser::default();
-    for line in text.lines() {
-        parser.line(line)?;
+fn bad(e: vmspace_linux::proc::smaps::SmapsError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("smaps: {e}"))
+}
+
+/// A VMA of [`vmspace_linux::proc::smaps`] as this module's [`Vma`].
+fn vma_of(e: SmapsEntry) -> Vma {
+    Vma {
+        range: e.maps.range,
+        prot: e.maps.prot,
+        shared: e.maps.shared,
+        flags: e
+            .vm_flags
+            .map(|f| f.names().filter_map(|n| n.as_bytes().try_into().ok()).collect())
+            .unwrap_or_default(),
+        rss: e.counters.rss,
+        pss: e.counters.pss,
+        anonymous: e.counters.anonymous,
+        swap: e.counters.swap,
     }
-    Ok(parser.out)
+}
+
+/// Parses smaps text with [`vmspace_linux::proc::smaps`].
+pub fn parse(text: &str) -> io::Result<Vec<Vma>> {
+    Ok(vmspace_linux::proc::smaps::parse(text).map_err(bad)?.into_iter().map(vma_of).collect())
 }
 
 /// `start..end` of a VMA header line (`start-end perms ...`).
 fn header_range(line: &str) -> Option<Range<u64>> {
-    let first = line.split_ascii_whitespace().next()?;
+    if !SmapsParser::is_header(line) {
+        return None;
+    }
+    let first = line.split(' ').next()?;
     let (a, b) = first.split_once('-')?;
     Some(u64::from_str_radix(a, 16).ok()?..u64::from_str_radix(b, 16).ok()?)
-}
-
-/// smaps, a line at a time.
-#[derive(Default)]
-struct Parser {
-    out: Vec<Vma>,
-}
-
-impl Parser {
-    fn line(&mut self, line: &str) -> io::Result<()> {
-        let bad =
-            |line: &str| io::Error::new(io::ErrorKind::InvalidData, format!("smaps: cannot parse {line:?}"));
-        let mut words = line.split_ascii_whitespace();
-        let Some(first) = words.next() else { return Ok(()) };
-        if let Some(r) = header_range(line) {
-            let perms = words.next().ok_or_else(|| bad(line))?.as_bytes();
-            if perms.len() < 4 {
-                return Err(bad(line));
-            }
-            let mut prot = Prot::NONE;
-            if perms[0] == b'r' {
-                prot |= Prot::READ;
-            }
-            if perms[1] == b'w' {
-                prot |= Prot::WRITE;
-            }
-            if perms[2] == b'x' {
-                prot |= Prot::EXECUTE;
-            }
-            self.out.push(Vma {
-                range: r,
-                prot,
-                shared: perms[3] == b's',
-                flags: Vec::new(),
-                rss: 0,
-                pss: 0,
-                anonymous: 0,
-                swap: 0,
-            });
-            return Ok(());
-        }
-        let Some(vma) = self.out.last_mut() else { return Ok(()) };
-        let kib = || words.clone().next().and_then(|v| v.parse::<u64>().ok()).map_or(0, |v| v * 1024);
-        match first {
-            "Rss:" => vma.rss = kib(),
-            "Pss:" => vma.pss = kib(),
-            "Anonymous:" => vma.anonymous = kib(),
-            "Swap:" => vma.swap = kib(),
-            "VmFlags:" => {
-                vma.flags = words.filter_map(|w| w.as_bytes().try_into().ok()).collect();
-            }
-            _ => {}
-        }
-        Ok(())
-    }
 }
 
 /// What a range of pages is, as the kernel shows it or as the map says it should: reservation or

@@ -17,7 +17,7 @@ use std::time::Instant;
 use vmspace::procmaps::{self, Region};
 use vmspace_core::Prot;
 
-use crate::out::{grouped, human, json_str, xml};
+use crate::out::{grouped, human, xml};
 use model::{BadLine, Origin, Replayer, Space};
 
 /// The longest trace line read (8 MiB). strace's longest lines are `execve`s with `-v -s` and a long
@@ -53,6 +53,13 @@ pub enum Error {
     },
     /// No address space to compare (see [`Replayer::target`]), or the one named was not kept.
     Target(String),
+    /// The input is not an strace trace (binary bytes, or not one line of it a system call).
+    NotATrace {
+        /// The file.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for Error {
@@ -67,6 +74,9 @@ impl std::fmt::Display for Error {
             Error::BadLine(b) => write!(f, "line {}: {}: {}", b.line, b.reason, b.content),
             Error::Snapshot { path, reason } => write!(f, "{}: {reason}", path.display()),
             Error::Target(m) => f.write_str(m),
+            Error::NotATrace { path, reason } => {
+                write!(f, "{}: not an strace trace ({reason})", path.display())
+            }
         }
     }
 }
@@ -231,13 +241,75 @@ pub fn compare(space: &Space, snapshot: &[Region]) -> Comparison {
     cmp
 }
 
+/// One input of a replay: a file (or standard input), and the pid its lines belong to when the file
+/// is one of `strace -ff`'s `PREFIX.PID` files, whose lines carry no pid.
+struct Source {
+    path: PathBuf,
+    pid: Option<u32>,
+}
+
+/// The inputs `trace` names: `-` (standard input), the file itself, or, when no such file exists,
+/// every `TRACE.PID` file beside it (`strace -ff -o TRACE`), in pid order.
+fn sources(trace: &Path) -> Result<Vec<Source>, Error> {
+    if trace.as_os_str() == "-" || trace.exists() {
+        return Ok(vec![Source { path: trace.to_path_buf(), pid: None }]);
+    }
+    let not_found = || Error::Io {
+        path: trace.to_path_buf(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such file, and no strace -ff files TRACE.PID beside it",
+        ),
+    };
+    let (Some(dir), Some(prefix)) = (trace.parent(), trace.file_name().and_then(|n| n.to_str())) else {
+        return Err(not_found());
+    };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let Ok(list) = std::fs::read_dir(dir) else { return Err(not_found()) };
+    let mut found: Vec<Source> = list
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().into_string().ok()?;
+            let pid = name.strip_prefix(prefix)?.strip_prefix('.')?;
+            if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some(Source { path: e.path(), pid: Some(pid.parse().ok()?) })
+        })
+        .collect();
+    if found.is_empty() {
+        return Err(not_found());
+    }
+    found.sort_by_key(|s| s.pid);
+    Ok(found)
+}
+
 /// Reads the trace and replays it. Returns the replayer and the seconds spent. The replayer keeps
 /// the live spaces and the one `--against` compares ([`Replayer::for_target`] of `opts.pid`).
+/// `strace -ff` files are replayed one after another in pid order (a parent's files before its
+/// children's, unless pids wrapped), each line under its file's pid.
 pub fn replay(opts: &Options) -> Result<(Replayer, f64), Error> {
-    let (reader, size): (Box<dyn Read>, u64) = if opts.trace.as_os_str() == "-" {
+    let mut rep = Replayer::for_target(opts.pid);
+    let t0 = Instant::now();
+    let mut line_no = 0u64;
+    for src in sources(&opts.trace)? {
+        replay_one(opts, &src, &mut rep, &mut line_no)?;
+    }
+    rep.finish();
+    if rep.calls == 0 && rep.bad_total > 0 {
+        return Err(Error::NotATrace {
+            path: opts.trace.clone(),
+            reason: format!("none of its {} lines is a system call", grouped(rep.lines)),
+        });
+    }
+    Ok((rep, t0.elapsed().as_secs_f64()))
+}
+
+fn replay_one(opts: &Options, src: &Source, rep: &mut Replayer, line_no: &mut u64) -> Result<(), Error> {
+    let (reader, size): (Box<dyn Read>, u64) = if src.path.as_os_str() == "-" {
         (Box::new(std::io::stdin().lock()), 0)
     } else {
-        let f = std::fs::File::open(&opts.trace).map_err(io_error(&opts.trace))?;
+        let f = std::fs::File::open(&src.path).map_err(io_error(&src.path))?;
         let size = f.metadata().map(|m| m.len()).unwrap_or(0);
         (Box::new(f), size)
     };
@@ -252,45 +324,66 @@ pub fn replay(opts: &Options) -> Result<(Replayer, f64), Error> {
         b
     });
     let mut r = BufReader::with_capacity(1 << 20, reader);
-    let mut rep = Replayer::for_target(opts.pid);
     let mut buf = Vec::with_capacity(4096);
-    let mut line_no = 0u64;
+    let mut prefixed = String::new();
     let mut read = 0u64;
-    let t0 = Instant::now();
     loop {
-        let n = read_line_bounded(&mut r, &mut buf, MAX_LINE).map_err(io_error(&opts.trace))?;
+        let n = read_line_bounded(&mut r, &mut buf, MAX_LINE).map_err(io_error(&src.path))?;
         let Some(n) = n else {
-            return Err(Error::LineTooLong { line: line_no + 1, limit: MAX_LINE });
+            return Err(Error::LineTooLong { line: *line_no + 1, limit: MAX_LINE });
         };
         if n == 0 {
             break;
+        }
+        if buf.contains(&0) {
+            // No strace line holds a NUL (strace escapes it as \0): this is binary data.
+            return Err(Error::NotATrace {
+                path: src.path.clone(),
+                reason: format!("line {} holds a NUL byte: binary data", *line_no + 1),
+            });
         }
         if buf.capacity() > 1 << 20 && n < 4096 {
             // One long line does not keep its buffer for the rest of the trace.
             buf.shrink_to(4096);
         }
-        line_no += 1;
+        *line_no += 1;
         read += n as u64;
         if let Some(b) = &bar
-            && line_no % 65536 == 0
+            && *line_no % 65536 == 0
         {
             b.set_position(read);
         }
-        let text = match std::str::from_utf8(&buf) {
+        let mut text = match std::str::from_utf8(&buf) {
             Ok(t) => std::borrow::Cow::Borrowed(t),
             Err(_) => String::from_utf8_lossy(&buf),
         };
-        if let Err(bad) = rep.feed(line_no, &text)
+        if let Some(pid) = src.pid {
+            prefixed.clear();
+            let _ = write!(prefixed, "{pid} {text}");
+            text = std::borrow::Cow::Borrowed(prefixed.as_str());
+        }
+        if let Err(bad) = rep.feed(*line_no, &text)
             && opts.strict
         {
             return Err(Error::BadLine(bad));
         }
     }
-    rep.finish();
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    Ok((rep, t0.elapsed().as_secs_f64()))
+    Ok(())
+}
+
+/// Parses an `--against` snapshot: a copy of `/proc/PID/maps` or of `/proc/PID/smaps` (told apart by
+/// its `Key: value` lines). An empty snapshot is refused: it would make every page a difference.
+pub fn parse_snapshot(path: &Path, text: &str) -> Result<Vec<Region>, Error> {
+    let bad = |reason: String| Error::Snapshot { path: path.to_path_buf(), reason };
+    if text.trim().is_empty() {
+        return Err(bad("empty snapshot: no mapping to compare with (was the process gone?)".into()));
+    }
+    let smaps = text.lines().any(|l| l.starts_with("VmFlags:") || l.starts_with("Rss:"));
+    let r = if smaps { procmaps::parse_smaps(text) } else { procmaps::parse_maps(text) };
+    r.map_err(|e| bad(e.to_string()))
 }
 
 /// Runs the command: report on `out`; returns the exit code (1 when `--against` found differences).
@@ -300,8 +393,7 @@ pub fn run(opts: &Options, out: &mut String) -> Result<i32, Error> {
     let mut target = None;
     if let Some(path) = &opts.against {
         let text = std::fs::read_to_string(path).map_err(io_error(path))?;
-        let snap = procmaps::parse_maps(&text)
-            .map_err(|e| Error::Snapshot { path: path.clone(), reason: e.to_string() })?;
+        let snap = parse_snapshot(path, &text)?;
         let s = rep.target(opts.pid).map_err(Error::Target)?;
         if rep.spaces[s].freed {
             // Cannot happen through `replay`, which keeps the target; a guard against a silent
@@ -454,102 +546,138 @@ pub fn text_report(rep: &Replayer, secs: f64, name: &str, cmp: Option<(usize, &C
     }
 }
 
-/// The report as one JSON object.
+#[derive(serde::Serialize)]
+struct OkFailed {
+    ok: u64,
+    failed: u64,
+}
+
+#[derive(serde::Serialize)]
+struct SpaceJson {
+    id: usize,
+    pids: Vec<u32>,
+    pid_count: u64,
+    origin: String,
+    program: String,
+    calls: u64,
+    entries: usize,
+    peak_entries: usize,
+    mapped: u64,
+    peak_mapped: u64,
+    touched: u64,
+    inconsistencies: u64,
+}
+
+#[derive(serde::Serialize)]
+struct LineJson<'a> {
+    line: u64,
+    reason: &'a str,
+    content: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct EventJson<'a> {
+    line: u64,
+    call: u64,
+    what: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct DiffJson {
+    start: u64,
+    end: u64,
+    trace: String,
+    snapshot: String,
+    name: String,
+}
+
+#[derive(serde::Serialize)]
+struct ComparisonJson {
+    space: usize,
+    compared: u64,
+    differences: Vec<DiffJson>,
+}
+
+#[derive(serde::Serialize)]
+struct ReportJson<'a> {
+    lines: u64,
+    calls: u64,
+    seconds: f64,
+    calls_by_kind: std::collections::BTreeMap<&'static str, OkFailed>,
+    other_calls: std::collections::BTreeMap<&'a str, u64>,
+    peak_entries: usize,
+    peak_mapped: u64,
+    spaces: Vec<SpaceJson>,
+    target: Option<usize>,
+    bad_lines: u64,
+    bad: Vec<LineJson<'a>>,
+    inconsistencies: u64,
+    events: Vec<EventJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comparison: Option<ComparisonJson>,
+}
+
+/// The report as one JSON object (serde: numbers are numbers, strings escaped).
 pub fn json_report(rep: &Replayer, secs: f64, cmp: Option<(usize, &Comparison)>, o: &mut String) {
-    let _ = write!(
-        o,
-        "{{\"lines\":{},\"calls\":{},\"seconds\":{:.6},\"calls_by_kind\":{{",
-        rep.lines, rep.calls, secs
-    );
-    let mut first = true;
-    for (i, (ok, failed)) in rep.counts.iter().enumerate() {
-        if ok + failed > 0 {
-            let _ = write!(
-                o,
-                "{}{}:{{\"ok\":{ok},\"failed\":{failed}}}",
-                if first { "" } else { "," },
-                json_str(model::KINDS[i])
-            );
-            first = false;
-        }
-    }
-    let _ = write!(o, "}},\"other_calls\":{{");
-    let mut other: Vec<_> = rep.other.iter().collect();
-    other.sort();
-    for (i, (k, n)) in other.iter().enumerate() {
-        let _ = write!(o, "{}{}:{n}", if i == 0 { "" } else { "," }, json_str(k));
-    }
-    let _ = write!(
-        o,
-        "}},\"peak_entries\":{},\"peak_mapped\":{},\"spaces\":[",
-        rep.peak_entries, rep.peak_mapped
-    );
-    for (i, s) in rep.spaces.iter().enumerate() {
-        let pids: Vec<String> = s.pids.iter().map(|p| p.to_string()).collect();
-        let _ = write!(
-            o,
-            "{}{{\"id\":{i},\"pids\":[{}],\"pid_count\":{},\"origin\":{},\"program\":{},\"calls\":{},\"entries\":{},\"peak_entries\":{},\"mapped\":{},\"peak_mapped\":{},\"touched\":{},\"inconsistencies\":{}}}",
-            if i == 0 { "" } else { "," },
-            pids.join(","),
-            s.pid_count,
-            json_str(&origin_str(&s.origin)),
-            json_str(&s.program()),
-            s.calls,
-            s.entries(),
-            s.peak_entries,
-            s.mapped(),
-            s.peak_mapped,
-            s.touched(),
-            s.inconsistencies
-        );
-    }
-    let _ = write!(o, "],\"target\":");
-    match rep.target(None) {
-        Ok(t) => {
-            let _ = write!(o, "{t}");
-        }
-        Err(_) => o.push_str("null"),
-    }
-    let _ = write!(o, ",\"bad_lines\":{},\"bad\":[", rep.bad_total);
-    for (i, b) in rep.bad.iter().enumerate() {
-        let _ = write!(
-            o,
-            "{}{{\"line\":{},\"reason\":{},\"content\":{}}}",
-            if i == 0 { "" } else { "," },
-            b.line,
-            json_str(b.reason),
-            json_str(&b.content)
-        );
-    }
-    let _ = write!(o, "],\"inconsistencies\":{},\"events\":[", rep.warnings_total);
-    for (i, e) in rep.events.iter().enumerate() {
-        let _ = write!(
-            o,
-            "{}{{\"line\":{},\"call\":{},\"what\":{}}}",
-            if i == 0 { "" } else { "," },
-            e.line,
-            e.call,
-            json_str(&e.what)
-        );
-    }
-    o.push(']');
-    if let Some((s, c)) = cmp {
-        let _ = write!(o, ",\"comparison\":{{\"space\":{s},\"compared\":{},\"differences\":[", c.compared);
-        for (i, d) in c.diffs.iter().enumerate() {
-            let _ = write!(
-                o,
-                "{}{{\"start\":{},\"end\":{},\"trace\":{},\"snapshot\":{},\"name\":{}}}",
-                if i == 0 { "" } else { "," },
-                d.range.start,
-                d.range.end,
-                json_str(&state_str(d.trace)),
-                json_str(&state_str(d.snapshot)),
-                json_str(&d.name)
-            );
-        }
-        o.push_str("]}");
-    }
-    o.push_str("}\n");
+    let r = ReportJson {
+        lines: rep.lines,
+        calls: rep.calls,
+        seconds: secs,
+        calls_by_kind: rep
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|(_, (ok, failed))| ok + failed > 0)
+            .map(|(i, &(ok, failed))| (model::KINDS[i], OkFailed { ok, failed }))
+            .collect(),
+        other_calls: rep.other.iter().map(|(k, n)| (k.as_str(), *n)).collect(),
+        peak_entries: rep.peak_entries as usize,
+        peak_mapped: rep.peak_mapped,
+        spaces: rep
+            .spaces
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SpaceJson {
+                id: i,
+                pids: s.pids.clone(),
+                pid_count: s.pid_count,
+                origin: origin_str(&s.origin),
+                program: s.program(),
+                calls: s.calls,
+                entries: s.entries(),
+                peak_entries: s.peak_entries,
+                mapped: s.mapped(),
+                peak_mapped: s.peak_mapped,
+                touched: s.touched(),
+                inconsistencies: s.inconsistencies,
+            })
+            .collect(),
+        target: rep.target(None).ok(),
+        bad_lines: rep.bad_total,
+        bad: rep
+            .bad
+            .iter()
+            .map(|b| LineJson { line: b.line, reason: b.reason, content: &b.content })
+            .collect(),
+        inconsistencies: rep.warnings_total,
+        events: rep.events.iter().map(|e| EventJson { line: e.line, call: e.call, what: &e.what }).collect(),
+        comparison: cmp.map(|(s, c)| ComparisonJson {
+            space: s,
+            compared: c.compared,
+            differences: c
+                .diffs
+                .iter()
+                .map(|d| DiffJson {
+                    start: d.range.start,
+                    end: d.range.end,
+                    trace: state_str(d.trace),
+                    snapshot: state_str(d.snapshot),
+                    name: d.name.clone(),
+                })
+                .collect(),
+        }),
+    };
+    o.push_str(&crate::mapjson::to_line(&r));
 }
 
 /// Entries and mapped bytes (over all live address spaces) against calls, as an SVG line chart.

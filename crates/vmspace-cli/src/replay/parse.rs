@@ -148,7 +148,7 @@ pub fn parse_ret(s: &str) -> Option<Ret> {
 /// Parses a number as strace prints arguments: `NULL`, decimal, `0x` hex, octal `0644`, negative
 /// decimal (two's complement).
 pub fn num(s: &str) -> Option<u64> {
-    let s = s.trim_ascii();
+    let s = without_comment(s).trim_ascii();
     if s == "NULL" {
         return Some(0);
     }
@@ -168,6 +168,15 @@ pub fn num(s: &str) -> Option<u64> {
         return Some(v);
     }
     dec(s)
+}
+
+/// `s` without the `/* NAMES */` that `-X verbose` writes after a raw number (`0x3 /* PROT_READ|PROT_WRITE */`):
+/// the number is what was passed.
+fn without_comment(s: &str) -> &str {
+    match s.find("/*") {
+        Some(i) if s.trim_end().ends_with("*/") => &s[..i],
+        _ => s,
+    }
 }
 
 /// Finds the end of the argument list in `s` (the text after `name(`): the position of the `)` that
@@ -200,7 +209,12 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, &'static str> {
     if rest.is_empty() {
         return Ok(Line::Ignored);
     }
-    if rest.starts_with("---") || rest.starts_with("strace: ") || rest.starts_with("????") {
+    // `-k` prints the stack of each call below it, a frame a line: ` > /lib/libc.so.6(mmap+0x2a) [0x…]`.
+    if rest.starts_with("---")
+        || rest.starts_with("strace: ")
+        || rest.starts_with("????")
+        || rest.starts_with("> ")
+    {
         return Ok(Line::Ignored);
     }
     if let Some(r) = rest.strip_prefix("+++ ") {
@@ -305,7 +319,7 @@ pub fn split_args<'a>(s: &'a str, out: &mut [&'a str]) -> usize {
 /// name table; unknown names are an error, numbers are or-ed in.
 pub fn flags(s: &str, table: &[(&str, u64)]) -> Option<u64> {
     let mut v = 0u64;
-    for tok in s.split('|') {
+    for tok in without_comment(s).split('|') {
         let tok = tok.trim();
         if let Some(&(_, bit)) = table.iter().find(|(n, _)| *n == tok) {
             v |= bit;

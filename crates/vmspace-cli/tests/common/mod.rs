@@ -21,20 +21,18 @@ pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vmspace"))
 }
 
-/// Whether strace can trace at all here. Under CI (`CI` set) a missing or refused strace is a
-/// failure, not a skip.
+/// Checks that strace can trace here; a test that needs it fails with a clear message when it
+/// cannot, instead of passing without having run. Returns `true` (kept for the callers' `if`).
 pub fn strace_works() -> bool {
-    let ok = Command::new("strace")
-        .args(["-f", "-e", "trace=memory,process", "-o", "/dev/null", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var_os("CI").is_some() {
-            panic!("strace cannot run (missing, or ptrace denied), and CI is set: .ci/run must install it");
+    let st =
+        Command::new("strace").args(["-f", "-e", "trace=memory,process", "-o", "/dev/null", "true"]).status();
+    match st {
+        Ok(s) if s.success() => true,
+        Ok(s) => panic!("this test needs strace, which cannot trace here ({s}: ptrace denied?)"),
+        Err(e) => {
+            panic!("this test needs strace, which cannot be run ({e}): install it (apt-get install strace)")
         }
-        eprintln!("SKIPPED: strace cannot run here (missing, or ptrace denied)");
     }
-    ok
 }
 
 /// Runs `cmd` under `strace -f -e trace=memory,process -o DIR/NAME.trace` with extra environment
@@ -135,4 +133,109 @@ pub fn cc(dir: &Path, name: &str, src: &str, extra: &[&str]) -> PathBuf {
     let st = Command::new("cc").args(extra).arg("-o").arg(&out).arg(&c).status().expect("run cc");
     assert!(st.success(), "cc {name} failed");
     out
+}
+
+/// A C program that builds an address space with the features an inspector must show, then stops
+/// itself (SIGSTOP) so that it can be read while nothing changes: a guard region (MADV_GUARD_INSTALL,
+/// Linux 6.13+) inside an anonymous mapping, a locked range (mlock), a huge-page-advised range
+/// (MADV_HUGEPAGE, touched), a shared anonymous mapping, a file whose name holds an ESC, a TAB and a
+/// newline, mapped, and `argv[2]` extra one-page VMAs of alternating protection (for 60k-VMA
+/// spaces). `argv[1]` is the directory for the file.
+pub const ODD_SPACE_C: &str = r#"
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    long ps = sysconf(_SC_PAGESIZE);
+    char *g = mmap(0, 16 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    memset(g, 1, 16 * ps);
+    if (madvise(g + 4 * ps, 2 * ps, 102 /* MADV_GUARD_INSTALL */) != 0) return 10;
+    char *l = mmap(0, 8 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mlock(l, 8 * ps) != 0) return 11;
+    size_t hl = 8 << 20;
+    char *h = mmap(0, hl, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *ha = (char *)(((unsigned long)h + (2 << 20) - 1) & ~((2UL << 20) - 1));
+    madvise(ha, 4 << 20, MADV_HUGEPAGE);
+    memset(ha, 2, 4 << 20);
+    char *s = mmap(0, 4 * ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    memset(s, 3, 2 * ps);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/odd\x1b[31mname\twith\nnewline", argc > 1 ? argv[1] : "/tmp");
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) return 12;
+    if (ftruncate(fd, 3 * ps) != 0) return 13;
+    char *f = mmap(0, 3 * ps, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (f == MAP_FAILED) return 14;
+    volatile char c = f[0]; (void)c;
+    long n = argc > 2 ? atol(argv[2]) : 0;
+    if (n > 0) {
+        char *m = mmap(0, n * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) return 15;
+        for (long i = 0; i < n; i += 2) mprotect(m + i * ps, ps, PROT_READ);
+    }
+    printf("%lx %lx %lx %lx %lx\n", (unsigned long)g, (unsigned long)l, (unsigned long)ha, (unsigned long)s,
+           (unsigned long)f);
+    fflush(stdout);
+    raise(SIGSTOP);
+    return 0;
+}
+"#;
+
+/// A stopped child running [`ODD_SPACE_C`]; killed when dropped. `addrs`: the guard mapping, the
+/// locked range, the huge-page range, the shared mapping, the odd file's mapping.
+pub struct OddSpace {
+    pub child: std::process::Child,
+    pub addrs: Vec<u64>,
+    pub dir: PathBuf,
+}
+
+impl OddSpace {
+    /// Builds and starts the program with `extra` one-page VMAs, and waits until it has stopped.
+    #[allow(clippy::zombie_processes)] // the child is killed and waited for on every path: here on a panic, else by Drop
+    pub fn start(name: &str, extra: u64) -> OddSpace {
+        use std::io::BufRead;
+        let dir = tmpdir(name);
+        // Static, so that it shares no page with `vmspace` (whose running would change its Pss).
+        let exe = cc(&dir, "odd", ODD_SPACE_C, &["-O1", "-static"]);
+        let mut child = Command::new(&exe)
+            .arg(&dir)
+            .arg(extra.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the odd-space program");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addrs: Vec<u64> = line.split_whitespace().map(|a| u64::from_str_radix(a, 16).unwrap()).collect();
+        if addrs.len() != 5 {
+            let _ = child.kill();
+            let st = child.wait();
+            panic!("the odd-space program failed: {line:?} {st:?}");
+        }
+        // Stopped: /proc/PID/stat's state is T.
+        for _ in 0..500 {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+            if stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')) {
+                return OddSpace { child, addrs, dir };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the odd-space program did not stop");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for OddSpace {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -8,6 +8,7 @@
 //! probe. Kernel features newer than Linux 4.14 are detected once ([`features`]) and each has a
 //! fallback or a clear `NotSupported` in the caller.
 
+pub mod inspect;
 mod mm;
 pub(crate) mod pagemap;
 pub(crate) mod process;
