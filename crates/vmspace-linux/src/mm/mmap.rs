@@ -237,7 +237,14 @@ impl Mm {
             self.vmas.insert(addr, v);
         }
         if vm & VM_LOCKED != 0 {
-            self.locked_vm += len >> 12;
+            if vm & (VM_SPECIAL | VM_DROPPABLE | VM_HUGETLB) != 0 {
+                // __mmap_complete: such VMAs are never locked (after the merge attempt, which saw the lock).
+                if let Some(v) = self.vmas.values_mut().find(|v| v.start <= addr && addr < v.end) {
+                    v.flags &= !VM_LOCKED_MASK;
+                }
+            } else {
+                self.locked_vm += len >> 12;
+            }
         }
         Ok(())
     }

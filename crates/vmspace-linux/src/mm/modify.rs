@@ -217,7 +217,10 @@ impl Mm {
                 {
                     return Err(Errno::EINVAL);
                 }
-                self.anon_prepare(v.start);
+                // Anonymous VMAs get an anon_vma so that fork copies the markers' page tables.
+                if v.is_anonymous() {
+                    self.anon_prepare(v.start);
+                }
                 self.guards.insert(s, e);
                 return Ok(e);
             }
@@ -297,7 +300,8 @@ impl Mm {
             }
             let e = end.min(v.end);
             let guard = self.fault_stop(&v, at, e);
-            if write && v.flags & VM_SHARED == 0 && guard.is_none_or(|(g, _)| g > at) {
+            let first_guarded = self.guards.first_in(at, e).is_some_and(|(g, _)| g == at);
+            if write && v.flags & VM_SHARED == 0 && !first_guarded {
                 self.anon_prepare(v.start);
             }
             if guard.is_some() {
