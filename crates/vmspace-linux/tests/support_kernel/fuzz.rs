@@ -149,6 +149,7 @@ impl Gen {
                     file.filter(|f| *f < 2).or(if flags & MAP_ANONYMOUS == 0 { Some(9) } else { None });
                 let mut a = addr;
                 let mut len = len;
+                let mut large = false;
                 match r.below(10) {
                     0..=4 => flags |= MAP_FIXED,
                     5 => flags |= MAP_FIXED_NOREPLACE,
@@ -160,6 +161,7 @@ impl Gen {
                             flags = MAP_PRIVATE | MAP_ANONYMOUS;
                             prot = PROT_READ | PROT_WRITE;
                             len = 1 << 46;
+                            large = true;
                         }
                     }
                 }
@@ -172,7 +174,7 @@ impl Gen {
                     (1, MAP_SYNC),
                     (1, MAP_32BIT << 20),
                 ] {
-                    if r.chance(p) && (small || (f != MAP_POPULATE && f != MAP_LOCKED)) {
+                    if r.chance(p) && !large && (small || (f != MAP_POPULATE && f != MAP_LOCKED)) {
                         flags |= f;
                     }
                 }
@@ -431,15 +433,21 @@ pub fn run(files: &[TestFile], seed: u64, total: u64, mut progress: impl FnMut(u
         let (ops, d) = run_seq(files, s, n);
         done += ops.len() as u64;
         if let Some(first) = d {
-            let shrunk = replay(files, &ops).map(|_| shrink(files, ops.clone(), 200));
+            // A child that died or hung is reported as found: replaying it costs a timeout each time.
+            let lost = first.kernel == Err(Errno::EIO);
+            let shrunk =
+                if lost { None } else { replay(files, &ops).map(|_| shrink(files, ops.clone(), 200)) };
             let text = match shrunk {
                 Some((short, d)) => as_case(&short, &d),
+                None if lost => String::from("(the child was lost: not shrunk)"),
                 None => String::from("(did not diverge again when replayed)"),
             };
             let tail: Vec<String> =
                 ops.iter().rev().take(12).rev().map(|o| format!("    Op::{o:?},")).collect();
-            divergences
-                .push(format!("seed {s:#x}, as found (last calls:\n{}\n):\n{first}{text}", tail.join("\n")));
+            let report =
+                format!("seed {s:#x}, as found (last calls:\n{}\n):\n{first}{text}", tail.join("\n"));
+            eprintln!("{report}");
+            divergences.push(report);
         }
         progress(done);
     }

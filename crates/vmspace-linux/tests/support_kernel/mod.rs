@@ -18,7 +18,7 @@ use vmspace_linux::mm::{FileRef, Layout, Mm, Params};
 use vmspace_linux::proc::maps::{self, MapsLine};
 
 /// How long a child may take to answer one call.
-const TIMEOUT_MS: i32 = 10_000;
+const TIMEOUT_MS: i32 = 5_000;
 /// The largest maps text a child sends.
 const MAPS_MAX: usize = 4 << 20;
 
