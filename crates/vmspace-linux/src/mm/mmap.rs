@@ -284,7 +284,9 @@ impl Mm {
             return orig;
         }
         let rlim = self.params.rlimit_data;
-        if rlim != u64::MAX && (brk - self.start_brk) + (self.data.1.saturating_sub(self.data.0)) > rlim {
+        if rlim != u64::MAX
+            && (brk - self.start_brk).saturating_add(self.data.1.saturating_sub(self.data.0)) > rlim
+        {
             return orig;
         }
         let newbrk = page_align(brk);
@@ -302,7 +304,8 @@ impl Mm {
             self.brk = brk;
             return brk;
         }
-        let len = newbrk - oldbrk;
+        // Wraps as the kernel's does for a break near the top (then get_unmapped_area refuses it).
+        let len = newbrk.wrapping_sub(oldbrk);
         // check_brk_limits: get_unmapped_area(MAP_FIXED) and the lock limit.
         if self.get_unmapped_area(None, oldbrk, len, MAP_FIXED).is_err()
             || !self.mlock_future_ok(self.def_flags, len)

@@ -387,6 +387,34 @@ impl Mm {
         }
     }
 
+    /// Checks what every `Mm` must keep: VMAs sorted, disjoint, page-aligned, non-empty and below
+    /// `TASK_SIZE`; each keyed by its start; files known; `locked_vm` no larger than the VMAs.
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
+        let mut prev_end = 0;
+        for (k, v) in &self.vmas {
+            if *k != v.start {
+                return Err("a VMA is keyed by another address");
+            }
+            if v.start >= v.end || v.start % PAGE != 0 || v.end % PAGE != 0 {
+                return Err("an empty or unaligned VMA");
+            }
+            if v.start < prev_end {
+                return Err("overlapping VMAs");
+            }
+            if v.end > self.params.task_size {
+                return Err("a VMA above TASK_SIZE");
+            }
+            if v.file.is_some_and(|f| !self.files.contains_key(&f)) {
+                return Err("a VMA maps an unknown file");
+            }
+            prev_end = v.end;
+        }
+        if self.locked_vm > self.total_vm() {
+            return Err("locked_vm exceeds the mapped pages");
+        }
+        Ok(())
+    }
+
     /// `find_vma`: the first VMA ending above `addr`.
     fn find_vma(&self, addr: u64) -> Option<&Vma> {
         if let Some((_, v)) = self.vmas.range(..=addr).next_back() {
