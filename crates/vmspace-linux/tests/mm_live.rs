@@ -959,6 +959,27 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
+            "guard: file-backed and shmem markers are kept by a fork child",
+            vec![
+                at(mmapf(a(0), 2 * P, RW, MAP_PRIVATE | MAP_FIXED, 0, 0), a(0)),
+                at(mmap(a(2), 2 * P, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED), a(2)),
+                ok(adv(0, 4, MADV_GUARD_INSTALL)),
+                ok(Op::Fork),
+                err(Op::Mlock { addr: a(1), len: 2 * P }, E::ENOMEM),
+                err(adv(2, 1, MADV_POPULATE_READ), E::EFAULT),
+            ],
+        ),
+        case(
+            "guard: file-backed markers prepare no anon_vma (pieces merge after fork)",
+            vec![
+                at(mmapf(a(0), 4 * P, RW, MAP_PRIVATE | MAP_FIXED, 0, 0), a(0)),
+                ok(adv(1, 1, MADV_GUARD_INSTALL)),
+                ok(adv(2, 2, MADV_RANDOM)),
+                ok(Op::Fork),
+                ok(adv(0, 4, MADV_NORMAL)),
+            ],
+        ),
+        case(
             "guard: on sealed read-only anonymous is EPERM",
             vec![
                 at(fixed(0, 2, PROT_READ), a(0)),

@@ -102,8 +102,7 @@ fn placement_is_top_down_below_mmap_base_and_thp_aligned_for_2mib() {
     assert_eq!(mm.vmas().count(), 1);
     let t = mm.mmap(0, 2 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, None, 0).unwrap();
     assert_eq!(t % (2 << 20), 0, "2 MiB anonymous mappings are THP-aligned");
-    let mut old = Params::default();
-    old.version = (6, 6);
+    let old = Params { version: (6, 6), ..Params::default() };
     let mut mm = Mm::new(old, Layout::default());
     mm.mmap_base = 0x7f00_0000_0000 - 4096;
     let u = mm.mmap(0, 2 << 20, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, None, 0).unwrap();
@@ -119,8 +118,7 @@ fn placement_is_top_down_below_mmap_base_and_thp_aligned_for_2mib() {
 
 #[test]
 fn max_map_count_refuses_splits_with_enomem() {
-    let mut p = Params::default();
-    p.max_map_count = 3;
+    let p = Params { max_map_count: 3, ..Params::default() };
     let mut mm = Mm::new(p, Layout::default());
     let base = 0x2000_0000_0000;
     let rw = PROT_READ | PROT_WRITE;
@@ -137,9 +135,7 @@ fn max_map_count_refuses_splits_with_enomem() {
 
 #[test]
 fn rlimit_as_and_memlock_refuse() {
-    let mut p = Params::default();
-    p.rlimit_as = 1 << 20;
-    p.rlimit_memlock = 8192;
+    let p = Params { rlimit_as: 1 << 20, rlimit_memlock: 8192, ..Params::default() };
     let mut mm = Mm::new(p, Layout::default());
     assert_eq!(
         mm.mmap(0x2000_0000_0000, 2 << 20, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, None, 0),
