@@ -764,8 +764,15 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
-            "mlockall: MCL_CURRENT locks everything",
-            vec![at(fixed(0, 2, RW), a(0)), ok(Op::Mlockall { flags: MCL_CURRENT }), ok(Op::Munlockall)],
+            "mlockall: MCL_CURRENT locks everything (ENOMEM over RLIMIT_MEMLOCK without CAP_IPC_LOCK)",
+            vec![
+                at(fixed(0, 2, RW), a(0)),
+                (
+                    Op::Mlockall { flags: MCL_CURRENT },
+                    Some(if support_kernel::live_params().cap_ipc_lock { Ok(0) } else { Err(E::ENOMEM) }),
+                ),
+                ok(Op::Munlockall),
+            ],
         ),
         case(
             "mlock: locks are not inherited by a fork child",
