@@ -1019,6 +1019,67 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// Limits lowered in the child, relative to what it maps (so the cases hold whatever the test
+/// process looks like): RLIMIT_AS, RLIMIT_DATA, RLIMIT_MEMLOCK.
+fn limit_cases(files: &[TestFile]) -> Vec<String> {
+    use Errno as E;
+    let mut failures = Vec::new();
+    let mut run = |name: &str, f: &dyn Fn(&Kernel) -> Vec<(Op, Option<Result<u64, Errno>>)>| {
+        let mut k = Kernel::start(files);
+        for (op, want) in f(&k) {
+            match k.step(op) {
+                Ok(got) if want.is_some_and(|w| w != got) => {
+                    failures.push(format!("{name}: {op:?}: kernel {got:?}, the case expects {want:?}"));
+                    return;
+                }
+                Ok(_) => {}
+                Err(d) => {
+                    failures.push(format!("{name}: {d}"));
+                    return;
+                }
+            }
+        }
+    };
+    let rl = |resource: u32, bytes: u64| Op::Setrlimit { resource: u64::from(resource), bytes };
+    run("limits: RLIMIT_AS refuses mmap, mremap growth and brk", &|k| {
+        let cap = (k.mm.total_vm() + 16) * P;
+        vec![
+            ok(rl(libc::RLIMIT_AS, cap)),
+            err(fixed(0, 32, RW), E::ENOMEM),
+            at(fixed(0, 8, RW), a(0)),
+            err(remap(0, 8, 40, MREMAP_MAYMOVE, 0), E::ENOMEM),
+            at(remap(0, 8, 12, 0, 0), a(0)),
+            at(Op::Brk { addr: k.mm.brk + 64 * P }, k.mm.brk),
+            err(fixed(0, 20, PROT_NONE), E::ENOMEM),
+            at(fixed(0, 16, PROT_NONE), a(0)),
+        ]
+    });
+    run("limits: RLIMIT_DATA refuses private writable memory only", &|k| {
+        let cap = (k.mm.data_vm() + 4) * P;
+        vec![
+            ok(rl(libc::RLIMIT_DATA, cap)),
+            err(fixed(0, 8, RW), E::ENOMEM),
+            at(fixed(0, 8, PROT_READ), a(0)),
+            at(mmap(a(8), 8 * P, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED), a(8)),
+            err(prot(0, 8, RW), E::ENOMEM),
+            ok(prot(0, 2, RW)),
+        ]
+    });
+    run("limits: RLIMIT_MEMLOCK (ignored with CAP_IPC_LOCK)", &|k| {
+        let ipc = k.mm.params.cap_ipc_lock;
+        let over = if ipc { Ok(0) } else { Err(E::ENOMEM) };
+        let eagain = if ipc { Ok(a(0)) } else { Err(E::EAGAIN) };
+        vec![
+            ok(rl(libc::RLIMIT_MEMLOCK, 4 * P)),
+            at(fixed(8, 8, RW), a(8)),
+            (Op::Mlock { addr: a(8), len: 8 * P }, Some(over)),
+            ok(Op::Mlock { addr: a(8), len: 2 * P }),
+            (mmap(a(0), 8 * P, RW, FIX | MAP_LOCKED), Some(eagain)),
+        ]
+    });
+    failures
+}
+
 fn brk_case(k: &mut Kernel) -> Result<(), String> {
     let cur = k.mm.brk;
     for target in [cur + 3 * P, cur + 10 * P + 5, cur + P, cur, k.mm.start_brk - P] {
@@ -1058,12 +1119,9 @@ fn ported_cases_equal_the_kernel() {
             failures.push(format!("{}: {f}", c.name));
         }
     }
-    println!("{} cases, {} differ", all.len(), failures.len());
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ:\n{}",
-        failures.len(),
-        all.len(),
-        failures.join("\n")
-    );
+    let limits = limit_cases(&files);
+    let total = all.len() + 3;
+    failures.extend(limits);
+    println!("{} cases, {} differ", total, failures.len());
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), total, failures.join("\n"));
 }

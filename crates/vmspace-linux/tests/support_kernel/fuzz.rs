@@ -310,7 +310,7 @@ impl Gen {
             | Op::Mseal { addr, .. }
             | Op::Msync { addr, .. }
             | Op::Mremap { addr, .. } => ok(addr),
-            Op::Mlockall { .. } | Op::Munlockall | Op::Brk { .. } | Op::Fork => true,
+            Op::Mlockall { .. } | Op::Munlockall | Op::Brk { .. } | Op::Fork | Op::Setrlimit { .. } => true,
         }
     }
 

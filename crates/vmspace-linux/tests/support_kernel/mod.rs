@@ -87,6 +87,12 @@ pub enum Op {
     },
     /// `fork()`: the child forks and its child carries on serving; the model becomes `Mm::fork`.
     Fork,
+    /// `setrlimit(resource, {cur: bytes})` (`RLIMIT_AS`, `RLIMIT_DATA`, `RLIMIT_MEMLOCK`), lowering the
+    /// soft limit; the model's `Params` follow.
+    Setrlimit {
+        resource: u64,
+        bytes: u64,
+    },
 }
 
 impl Op {
@@ -125,6 +131,7 @@ impl Op {
             Op::Mremap { addr, old, new, flags, new_addr } => [12, addr, old, new, flags, new_addr, 0, 0],
             Op::Brk { addr } => [13, addr, 0, 0, 0, 0, 0, 0],
             Op::Fork => [14, 0, 0, 0, 0, 0, 0, 0],
+            Op::Setrlimit { resource, bytes } => [15, resource, bytes, 0, 0, 0, 0, 0],
         }
     }
 }
@@ -477,6 +484,15 @@ impl Kernel {
                 *mm = mm.fork();
                 Ok(0)
             }
+            Op::Setrlimit { resource, bytes } => {
+                match resource as u32 {
+                    libc::RLIMIT_AS => mm.params.rlimit_as = bytes,
+                    libc::RLIMIT_DATA => mm.params.rlimit_data = bytes,
+                    libc::RLIMIT_MEMLOCK => mm.params.rlimit_memlock = bytes,
+                    _ => return Err(Errno::EINVAL),
+                }
+                Ok(0)
+            }
         }
     }
 }
@@ -591,6 +607,12 @@ unsafe fn serve(cmd: i32, resp: i32, fds: &[i32], buf: &mut [u8]) -> ! {
                 11 => libc::syscall(libc::SYS_msync, a[1], a[2], a[3]),
                 12 => libc::syscall(libc::SYS_mremap, a[1], a[2], a[3], a[4], a[5]),
                 13 => libc::syscall(libc::SYS_brk, a[1]),
+                15 => {
+                    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                    libc::getrlimit(a[1] as u32, &mut l);
+                    l.rlim_cur = a[2];
+                    libc::setrlimit(a[1] as u32, &l) as i64
+                }
                 14 => {
                     let pid = libc::fork();
                     if pid > 0 {
@@ -607,7 +629,7 @@ unsafe fn serve(cmd: i32, resp: i32, fds: &[i32], buf: &mut [u8]) -> ! {
             }
         };
         // SAFETY: errno of this thread.
-        let ret = if ret == -1 && a[0] != 13 && a[0] != 14 {
+        let ret = if ret == -1 && a[0] != 13 && a[0] != 14 && a[0] != 15 {
             // SAFETY: errno of this thread.
             -(unsafe { *libc::__errno_location() } as i64)
         } else {
