@@ -42,6 +42,9 @@ fn remap(page: u64, old: u64, new: u64, flags: u64, to: u64) -> Op {
     Op::Mremap { addr: a(page), old: old * P, new: new * P, flags, new_addr: if to == 0 { 0 } else { a(to) } }
 }
 
+/// One call of a case and the answer it expects (`None`: any, as long as the model agrees).
+type Step = (Op, Option<Result<u64, Errno>>);
+
 /// A case: a name, its calls, and what the kernel must answer (checked too, so a case that stopped
 /// testing what it was written for fails).
 struct Case {
@@ -1024,7 +1027,7 @@ fn cases() -> Vec<Case> {
 fn limit_cases(files: &[TestFile]) -> Vec<String> {
     use Errno as E;
     let mut failures = Vec::new();
-    let mut run = |name: &str, f: &dyn Fn(&Kernel) -> Vec<(Op, Option<Result<u64, Errno>>)>| {
+    let mut run = |name: &str, f: &dyn Fn(&Kernel) -> Vec<Step>| {
         let mut k = Kernel::start(files);
         for (op, want) in f(&k) {
             match k.step(op) {
