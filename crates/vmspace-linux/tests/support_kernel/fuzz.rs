@@ -282,6 +282,12 @@ impl Gen {
                 let up = self.brk0 + r.below(64) * P + r.below(2) * 17;
                 Op::Brk { addr: r.pick(&[0, up, up, k.mm.start_brk.saturating_sub(P), self.brk0]) }
             }
+            99 if r.chance(50) => {
+                let resource = r.pick(&[libc::RLIMIT_AS, libc::RLIMIT_DATA, libc::RLIMIT_MEMLOCK]);
+                let used = if resource == libc::RLIMIT_DATA { k.mm.data_vm() } else { k.mm.total_vm() };
+                let bytes = if r.chance(40) { u64::MAX } else { (used + r.below(2048)) * P };
+                Op::Setrlimit { resource: u64::from(resource), bytes }
+            }
             98 if self.forks < 3 && r.chance(30) => {
                 self.forks += 1;
                 Op::Fork

@@ -87,8 +87,8 @@ pub enum Op {
     },
     /// `fork()`: the child forks and its child carries on serving; the model becomes `Mm::fork`.
     Fork,
-    /// `setrlimit(resource, {cur: bytes})` (`RLIMIT_AS`, `RLIMIT_DATA`, `RLIMIT_MEMLOCK`), lowering the
-    /// soft limit; the model's `Params` follow.
+    /// `setrlimit(resource, {cur: min(bytes, hard)})` (`RLIMIT_AS`, `RLIMIT_DATA`, `RLIMIT_MEMLOCK`):
+    /// not a call under test but a change of the model's `Params`, made in both.
     Setrlimit {
         resource: u64,
         bytes: u64,
@@ -485,6 +485,11 @@ impl Kernel {
                 Ok(0)
             }
             Op::Setrlimit { resource, bytes } => {
+                // The child lowers the soft limit to at most the hard one, which it shares with us.
+                let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                // SAFETY: getrlimit writes the struct we pass.
+                unsafe { libc::getrlimit(resource as u32, &mut l) };
+                let bytes = bytes.min(l.rlim_max);
                 match resource as u32 {
                     libc::RLIMIT_AS => mm.params.rlimit_as = bytes,
                     libc::RLIMIT_DATA => mm.params.rlimit_data = bytes,
@@ -610,7 +615,7 @@ unsafe fn serve(cmd: i32, resp: i32, fds: &[i32], buf: &mut [u8]) -> ! {
                 15 => {
                     let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
                     libc::getrlimit(a[1] as u32, &mut l);
-                    l.rlim_cur = a[2];
+                    l.rlim_cur = a[2].min(l.rlim_max);
                     libc::setrlimit(a[1] as u32, &l) as i64
                 }
                 14 => {
