@@ -38,7 +38,7 @@
 //!
 //! # How it is checked, and where it is known to differ
 //!
-//! `tests/mm_live.rs` runs 166 cases (ported from gVisor's mm syscall tests and the kernel's mm
+//! `tests/mm_live.rs` and `tests/mm_live_remap.rs` run 169 cases (ported from gVisor's mm syscall tests and the kernel's mm
 //! selftests) and `tests/mm_fuzz.rs` 20,000 random calls, each in a forked child against the live
 //! kernel and on an `Mm` from that child's maps (and `smaps` `VmFlags`/`Anonymous`): every result and
 //! the whole maps list after every call must be equal. `vmspace fuzz-kernel` runs the same for as many

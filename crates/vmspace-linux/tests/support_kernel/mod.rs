@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod cases;
 pub mod fuzz;
 
 use std::fmt;
