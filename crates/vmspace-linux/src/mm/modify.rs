@@ -312,6 +312,21 @@ impl Mm {
         Ok(())
     }
 
+    /// A write fault at `addr` (a store, or `/proc/PID/mem` written): the VMA there gets its
+    /// `anon_vma` if it is private and the write may break COW. `EFAULT` where nothing is mapped or a
+    /// guard marker sits; the page contents are not modelled.
+    pub fn touch(&mut self, addr: u64) -> Result<(), Errno> {
+        let v = self.vma_at(addr).cloned().ok_or(Errno::EFAULT)?;
+        let page = addr & !(PAGE - 1);
+        if self.guards.first_in(page, page + PAGE).is_some() {
+            return Err(Errno::EFAULT);
+        }
+        if v.flags & VM_SHARED == 0 && v.flags & VM_MAYWRITE != 0 {
+            self.anon_prepare(v.start);
+        }
+        Ok(())
+    }
+
     /// `mlock(addr, len)`.
     pub fn mlock(&mut self, start: u64, len: u64) -> Result<u64, Errno> {
         self.do_mlock(start, len, VM_LOCKED)

@@ -8,6 +8,7 @@
 
 use super::{Divergence, Kernel, Op, TestFile};
 use vmspace_linux::abi::*;
+use vmspace_linux::mm::{VM_SHARED, VM_WRITE};
 
 /// The owned region: far from the program, its heap, libraries and stack.
 pub const BASE: u64 = 0x2000_0000_0000;
@@ -235,7 +236,17 @@ impl Gen {
                 ]);
                 if f & MCL_CURRENT != 0 && r.chance(70) { Op::Munlockall } else { Op::Mlockall { flags: f } }
             }
-            76 => Op::Munlockall,
+            76 => {
+                // A write fault, only where it cannot fault: private anonymous writable pages not guarded.
+                let targets: Vec<u64> =
+                    k.mm.vmas()
+                        .filter(|v| v.is_anonymous() && v.flags & (VM_WRITE | VM_SHARED) == VM_WRITE)
+                        .filter(|v| self.owns(&Op::Munmap { addr: v.start, len: 0 }))
+                        .filter(|v| k.mm.guards().first_in(v.start, v.end).is_none())
+                        .map(|v| v.start)
+                        .collect();
+                if targets.is_empty() { Op::Munlockall } else { Op::Touch { addr: r.pick(&targets) } }
+            }
             77 if r.chance(30) => Op::Mseal { addr, len, flags: if r.chance(10) { 1 } else { 0 } },
             78..=81 => Op::Msync {
                 addr,
@@ -317,6 +328,7 @@ impl Gen {
             | Op::Msync { addr, .. }
             | Op::Mremap { addr, .. } => ok(addr),
             Op::Mlockall { .. } | Op::Munlockall | Op::Brk { .. } | Op::Fork | Op::Setrlimit { .. } => true,
+            Op::Touch { addr } => ok(addr),
         }
     }
 

@@ -94,6 +94,11 @@ pub enum Op {
         resource: u64,
         bytes: u64,
     },
+    /// A write fault on one byte (read and written back through `/proc/self/mem`, so no signal can
+    /// come): aimed only at private anonymous writable memory, where it prepares the `anon_vma`.
+    Touch {
+        addr: u64,
+    },
 }
 
 impl Op {
@@ -133,6 +138,7 @@ impl Op {
             Op::Brk { addr } => [13, addr, 0, 0, 0, 0, 0, 0],
             Op::Fork => [14, 0, 0, 0, 0, 0, 0, 0],
             Op::Setrlimit { resource, bytes } => [15, resource, bytes, 0, 0, 0, 0, 0],
+            Op::Touch { addr } => [16, addr, 0, 0, 0, 0, 0, 0],
         }
     }
 }
@@ -485,6 +491,7 @@ impl Kernel {
                 *mm = mm.fork();
                 Ok(0)
             }
+            Op::Touch { addr } => mm.touch(addr).map(|()| 0),
             Op::Setrlimit { resource, bytes } => {
                 // The child lowers the soft limit to at most the hard one, which it shares with us.
                 let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -613,6 +620,15 @@ unsafe fn serve(cmd: i32, resp: i32, fds: &[i32], buf: &mut [u8]) -> ! {
                 11 => libc::syscall(libc::SYS_msync, a[1], a[2], a[3]),
                 12 => libc::syscall(libc::SYS_mremap, a[1], a[2], a[3], a[4], a[5]),
                 13 => libc::syscall(libc::SYS_brk, a[1]),
+                16 => {
+                    let fd = libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+                    let mut b = [0u8; 1];
+                    let r = libc::pread(fd, b.as_mut_ptr().cast(), 1, a[1] as i64);
+                    let w =
+                        if r == 1 { libc::pwrite(fd, b.as_ptr().cast(), 1, a[1] as i64) } else { r as isize };
+                    libc::close(fd);
+                    if w == 1 { 0 } else { -(libc::EIO as i64) }
+                }
                 15 => {
                     let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
                     libc::getrlimit(a[1] as u32, &mut l);
@@ -635,7 +651,7 @@ unsafe fn serve(cmd: i32, resp: i32, fds: &[i32], buf: &mut [u8]) -> ! {
             }
         };
         // SAFETY: errno of this thread.
-        let ret = if ret == -1 && a[0] != 13 && a[0] != 14 && a[0] != 15 {
+        let ret = if ret == -1 && a[0] != 13 && a[0] != 14 && a[0] != 15 && a[0] != 16 {
             // SAFETY: errno of this thread.
             -(unsafe { *libc::__errno_location() } as i64)
         } else {
