@@ -10,6 +10,8 @@ use vmspace_cli::out::{Style, colour_stdout};
 use vmspace_cli::top::SortKey;
 use vmspace_cli::{mapview, replay, top};
 
+mod fuzz;
+
 const MAIN_HELP: &str = "Without a command, runs `vmspace top`.
 
 Examples:
@@ -195,6 +197,22 @@ enum Cmd {
         /// The command and its arguments (after `--`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
         command: Vec<String>,
+    },
+    /// Random memory calls against the live kernel and the Linux model, compared call by call.
+    #[command(
+        name = "fuzz-kernel",
+        after_help = "Each call (mmap, munmap, mprotect, madvise, mlock*, mseal, msync, mremap, brk, fork) runs in a\nforked child and on vmspace-linux's Mm; results and the whole /proc/PID/maps must be equal.\nExit 0 when they always were, 1 when any call diverged (shrunk and printed), 2 on an error.\n\nExamples:\n  vmspace fuzz-kernel\n  vmspace fuzz-kernel --ops 1000000 --seed 7 --json"
+    )]
+    FuzzKernel {
+        /// How many calls.
+        #[arg(long, default_value_t = 20_000)]
+        ops: u64,
+        /// The random seed (the same seed makes the same calls).
+        #[arg(long, default_value_t = 0x5eed)]
+        seed: u64,
+        /// Print `ops` and `divergences` as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a synthetic trace of N memory calls to standard output (for measuring replay speed).
     #[command(hide = true)]
@@ -580,6 +598,7 @@ fn run() -> Result<u8, String> {
             vmspace_cli::tour::run_with(json)?;
             Ok(0)
         }
+        Cmd::FuzzKernel { ops, seed, json } => Ok(fuzz::run(ops, seed, json, print)),
         Cmd::SynthTrace { calls } => {
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());

@@ -6,8 +6,8 @@ impl Mm {
     /// The child's memory after `fork()` (`clone` without `CLONE_VM`): `VM_DONTCOPY` VMAs are left out,
     /// locks are not inherited (`VM_LOCKED`/`VM_LOCKONFAULT` cleared, `locked_vm` 0, `MCL_FUTURE`
     /// dropped), `VM_WIPEONFORK` VMAs start without an `anon_vma`, and inherited `anon_vma`s get a
-    /// child of their own whose chain is not singular. Guard markers are copied where page tables are
-    /// (VMAs with an `anon_vma`, not wiped). A `clone` with `CLONE_VM` shares this `Mm` instead.
+    /// child of their own whose chain is not singular. Guard markers are copied with the page tables
+    /// (every VMA but wiped ones). A `clone` with `CLONE_VM` shares this `Mm` instead.
     pub fn fork(&self) -> Mm {
         let mut child = self.clone();
         child.vmas.clear();
@@ -22,9 +22,11 @@ impl Mm {
             c.flags &= !VM_LOCKED_MASK;
             if c.flags & VM_WIPEONFORK != 0 {
                 c.anon = None;
-            } else if let Some(a) = v.anon {
-                let _ = a;
-                c.anon = Some(Anon { id: child.fresh_id(), singular: false });
+            } else {
+                if v.anon.is_some() {
+                    c.anon = Some(Anon { id: child.fresh_id(), singular: false });
+                }
+                // copy_page_range copies guard markers, file-backed VMAs' too (seen on 6.18).
                 let mut at = v.start;
                 while let Some((s, e)) = self.guards.first_in(at, v.end) {
                     child.guards.insert(s, e);

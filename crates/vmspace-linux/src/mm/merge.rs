@@ -232,7 +232,10 @@ impl Mm {
                 continue;
             }
             let guard = self.fault_stop(&v, s, e);
-            if v.flags & (VM_WRITE | VM_SHARED) == VM_WRITE && guard.is_none_or(|(g, _)| g > s) {
+            // A write fault prepares the anon_vma before it reads the page (do_cow_fault), so a page past
+            // the file's end still gives the VMA one; a guard marker stops the fault before.
+            let first_guarded = self.guards.first_in(s, e).is_some_and(|(g, _)| g == s);
+            if v.flags & (VM_WRITE | VM_SHARED) == VM_WRITE && !first_guarded {
                 self.anon_prepare(v.start);
             }
             // Without FOLL_FORCE (PROT_NONE) the first page already fails.

@@ -237,7 +237,14 @@ impl Mm {
             self.vmas.insert(addr, v);
         }
         if vm & VM_LOCKED != 0 {
-            self.locked_vm += len >> 12;
+            if vm & (VM_SPECIAL | VM_DROPPABLE | VM_HUGETLB) != 0 {
+                // __mmap_complete: such VMAs are never locked (after the merge attempt, which saw the lock).
+                if let Some(v) = self.vmas.values_mut().find(|v| v.start <= addr && addr < v.end) {
+                    v.flags &= !VM_LOCKED_MASK;
+                }
+            } else {
+                self.locked_vm += len >> 12;
+            }
         }
         Ok(())
     }
@@ -277,7 +284,9 @@ impl Mm {
             return orig;
         }
         let rlim = self.params.rlimit_data;
-        if rlim != u64::MAX && (brk - self.start_brk) + (self.data.1.saturating_sub(self.data.0)) > rlim {
+        if rlim != u64::MAX
+            && (brk - self.start_brk).saturating_add(self.data.1.saturating_sub(self.data.0)) > rlim
+        {
             return orig;
         }
         let newbrk = page_align(brk);
@@ -295,7 +304,8 @@ impl Mm {
             self.brk = brk;
             return brk;
         }
-        let len = newbrk - oldbrk;
+        // Wraps as the kernel's does for a break near the top (then get_unmapped_area refuses it).
+        let len = newbrk.wrapping_sub(oldbrk);
         // check_brk_limits: get_unmapped_area(MAP_FIXED) and the lock limit.
         if self.get_unmapped_area(None, oldbrk, len, MAP_FIXED).is_err()
             || !self.mlock_future_ok(self.def_flags, len)

@@ -217,7 +217,10 @@ impl Mm {
                 {
                     return Err(Errno::EINVAL);
                 }
-                self.anon_prepare(v.start);
+                // Anonymous VMAs get an anon_vma so that fork copies the markers' page tables.
+                if v.is_anonymous() {
+                    self.anon_prepare(v.start);
+                }
                 self.guards.insert(s, e);
                 return Ok(e);
             }
@@ -297,13 +300,29 @@ impl Mm {
             }
             let e = end.min(v.end);
             let guard = self.fault_stop(&v, at, e);
-            if write && v.flags & VM_SHARED == 0 && guard.is_none_or(|(g, _)| g > at) {
+            let first_guarded = self.guards.first_in(at, e).is_some_and(|(g, _)| g == at);
+            if write && v.flags & VM_SHARED == 0 && !first_guarded {
                 self.anon_prepare(v.start);
             }
             if guard.is_some() {
                 return Err(Errno::EFAULT);
             }
             at = e;
+        }
+        Ok(())
+    }
+
+    /// A write fault at `addr` (a store, or `/proc/PID/mem` written): the VMA there gets its
+    /// `anon_vma` if it is private and the write may break COW. `EFAULT` where nothing is mapped or a
+    /// guard marker sits; the page contents are not modelled.
+    pub fn touch(&mut self, addr: u64) -> Result<(), Errno> {
+        let v = self.vma_at(addr).cloned().ok_or(Errno::EFAULT)?;
+        let page = addr & !(PAGE - 1);
+        if self.guards.first_in(page, page + PAGE).is_some() {
+            return Err(Errno::EFAULT);
+        }
+        if v.flags & VM_SHARED == 0 && v.flags & VM_MAYWRITE != 0 {
+            self.anon_prepare(v.start);
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 
 use super::{Divergence, Kernel, Op, TestFile};
 use vmspace_linux::abi::*;
+use vmspace_linux::mm::{VM_SHARED, VM_WRITE};
 
 /// The owned region: far from the program, its heap, libraries and stack.
 pub const BASE: u64 = 0x2000_0000_0000;
@@ -149,6 +150,7 @@ impl Gen {
                     file.filter(|f| *f < 2).or(if flags & MAP_ANONYMOUS == 0 { Some(9) } else { None });
                 let mut a = addr;
                 let mut len = len;
+                let mut large = false;
                 match r.below(10) {
                     0..=4 => flags |= MAP_FIXED,
                     5 => flags |= MAP_FIXED_NOREPLACE,
@@ -160,6 +162,7 @@ impl Gen {
                             flags = MAP_PRIVATE | MAP_ANONYMOUS;
                             prot = PROT_READ | PROT_WRITE;
                             len = 1 << 46;
+                            large = true;
                         }
                     }
                 }
@@ -172,7 +175,7 @@ impl Gen {
                     (1, MAP_SYNC),
                     (1, MAP_32BIT << 20),
                 ] {
-                    if r.chance(p) && (small || (f != MAP_POPULATE && f != MAP_LOCKED)) {
+                    if r.chance(p) && !large && (small || (f != MAP_POPULATE && f != MAP_LOCKED)) {
                         flags |= f;
                     }
                 }
@@ -233,7 +236,17 @@ impl Gen {
                 ]);
                 if f & MCL_CURRENT != 0 && r.chance(70) { Op::Munlockall } else { Op::Mlockall { flags: f } }
             }
-            76 => Op::Munlockall,
+            76 => {
+                // A write fault, only where it cannot fault: private anonymous writable pages not guarded.
+                let targets: Vec<u64> =
+                    k.mm.vmas()
+                        .filter(|v| v.is_anonymous() && v.flags & (VM_WRITE | VM_SHARED) == VM_WRITE)
+                        .filter(|v| self.owns(&Op::Munmap { addr: v.start, len: 0 }))
+                        .filter(|v| k.mm.guards().first_in(v.start, v.end).is_none())
+                        .map(|v| v.start)
+                        .collect();
+                if targets.is_empty() { Op::Munlockall } else { Op::Touch { addr: r.pick(&targets) } }
+            }
             77 if r.chance(30) => Op::Mseal { addr, len, flags: if r.chance(10) { 1 } else { 0 } },
             78..=81 => Op::Msync {
                 addr,
@@ -280,6 +293,12 @@ impl Gen {
                 let up = self.brk0 + r.below(64) * P + r.below(2) * 17;
                 Op::Brk { addr: r.pick(&[0, up, up, k.mm.start_brk.saturating_sub(P), self.brk0]) }
             }
+            99 if r.chance(50) => {
+                let resource = r.pick(&[libc::RLIMIT_AS, libc::RLIMIT_DATA, libc::RLIMIT_MEMLOCK]);
+                let used = if resource == libc::RLIMIT_DATA { k.mm.data_vm() } else { k.mm.total_vm() };
+                let bytes = if r.chance(40) { u64::MAX } else { (used + r.below(2048)) * P };
+                Op::Setrlimit { resource: u64::from(resource), bytes }
+            }
             98 if self.forks < 3 && r.chance(30) => {
                 self.forks += 1;
                 Op::Fork
@@ -308,7 +327,8 @@ impl Gen {
             | Op::Mseal { addr, .. }
             | Op::Msync { addr, .. }
             | Op::Mremap { addr, .. } => ok(addr),
-            Op::Mlockall { .. } | Op::Munlockall | Op::Brk { .. } | Op::Fork => true,
+            Op::Mlockall { .. } | Op::Munlockall | Op::Brk { .. } | Op::Fork | Op::Setrlimit { .. } => true,
+            Op::Touch { addr } => ok(addr),
         }
     }
 
@@ -431,15 +451,21 @@ pub fn run(files: &[TestFile], seed: u64, total: u64, mut progress: impl FnMut(u
         let (ops, d) = run_seq(files, s, n);
         done += ops.len() as u64;
         if let Some(first) = d {
-            let shrunk = replay(files, &ops).map(|_| shrink(files, ops.clone(), 200));
+            // A child that died or hung is reported as found: replaying it costs a timeout each time.
+            let lost = first.kernel == Err(Errno::EIO);
+            let shrunk =
+                if lost { None } else { replay(files, &ops).map(|_| shrink(files, ops.clone(), 200)) };
             let text = match shrunk {
                 Some((short, d)) => as_case(&short, &d),
+                None if lost => String::from("(the child was lost: not shrunk)"),
                 None => String::from("(did not diverge again when replayed)"),
             };
             let tail: Vec<String> =
                 ops.iter().rev().take(12).rev().map(|o| format!("    Op::{o:?},")).collect();
-            divergences
-                .push(format!("seed {s:#x}, as found (last calls:\n{}\n):\n{first}{text}", tail.join("\n")));
+            let report =
+                format!("seed {s:#x}, as found (last calls:\n{}\n):\n{first}{text}", tail.join("\n"));
+            eprintln!("{report}");
+            divergences.push(report);
         }
         progress(done);
     }

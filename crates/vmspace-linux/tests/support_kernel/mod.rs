@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod cases;
 pub mod fuzz;
 
 use std::fmt;
@@ -18,7 +19,7 @@ use vmspace_linux::mm::{FileRef, Layout, Mm, Params};
 use vmspace_linux::proc::maps::{self, MapsLine};
 
 /// How long a child may take to answer one call.
-const TIMEOUT_MS: i32 = 10_000;
+const TIMEOUT_MS: i32 = 5_000;
 /// The largest maps text a child sends.
 const MAPS_MAX: usize = 4 << 20;
 
@@ -87,6 +88,17 @@ pub enum Op {
     },
     /// `fork()`: the child forks and its child carries on serving; the model becomes `Mm::fork`.
     Fork,
+    /// `setrlimit(resource, {cur: min(bytes, hard)})` (`RLIMIT_AS`, `RLIMIT_DATA`, `RLIMIT_MEMLOCK`):
+    /// not a call under test but a change of the model's `Params`, made in both.
+    Setrlimit {
+        resource: u64,
+        bytes: u64,
+    },
+    /// A write fault on one byte (read and written back through `/proc/self/mem`, so no signal can
+    /// come): aimed only at private anonymous writable memory, where it prepares the `anon_vma`.
+    Touch {
+        addr: u64,
+    },
 }
 
 impl Op {
@@ -125,6 +137,8 @@ impl Op {
             Op::Mremap { addr, old, new, flags, new_addr } => [12, addr, old, new, flags, new_addr, 0, 0],
             Op::Brk { addr } => [13, addr, 0, 0, 0, 0, 0, 0],
             Op::Fork => [14, 0, 0, 0, 0, 0, 0, 0],
+            Op::Setrlimit { resource, bytes } => [15, resource, bytes, 0, 0, 0, 0, 0],
+            Op::Touch { addr } => [16, addr, 0, 0, 0, 0, 0, 0],
         }
     }
 }
@@ -477,6 +491,21 @@ impl Kernel {
                 *mm = mm.fork();
                 Ok(0)
             }
+            Op::Touch { addr } => mm.touch(addr).map(|()| 0),
+            Op::Setrlimit { resource, bytes } => {
+                // The child lowers the soft limit to at most the hard one, which it shares with us.
+                let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                // SAFETY: getrlimit writes the struct we pass.
+                unsafe { libc::getrlimit(resource as u32, &mut l) };
+                let bytes = bytes.min(l.rlim_max);
+                match resource as u32 {
+                    libc::RLIMIT_AS => mm.params.rlimit_as = bytes,
+                    libc::RLIMIT_DATA => mm.params.rlimit_data = bytes,
+                    libc::RLIMIT_MEMLOCK => mm.params.rlimit_memlock = bytes,
+                    _ => return Err(Errno::EINVAL),
+                }
+                Ok(0)
+            }
         }
     }
 }
@@ -591,6 +620,21 @@ unsafe fn serve(cmd: i32, resp: i32, fds: &[i32], buf: &mut [u8]) -> ! {
                 11 => libc::syscall(libc::SYS_msync, a[1], a[2], a[3]),
                 12 => libc::syscall(libc::SYS_mremap, a[1], a[2], a[3], a[4], a[5]),
                 13 => libc::syscall(libc::SYS_brk, a[1]),
+                16 => {
+                    let fd = libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+                    let mut b = [0u8; 1];
+                    let r = libc::pread(fd, b.as_mut_ptr().cast(), 1, a[1] as i64);
+                    let w =
+                        if r == 1 { libc::pwrite(fd, b.as_ptr().cast(), 1, a[1] as i64) } else { r as isize };
+                    libc::close(fd);
+                    if w == 1 { 0 } else { -(libc::EIO as i64) }
+                }
+                15 => {
+                    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                    libc::getrlimit(a[1] as u32, &mut l);
+                    l.rlim_cur = a[2].min(l.rlim_max);
+                    libc::setrlimit(a[1] as u32, &l) as i64
+                }
                 14 => {
                     let pid = libc::fork();
                     if pid > 0 {
@@ -607,7 +651,7 @@ unsafe fn serve(cmd: i32, resp: i32, fds: &[i32], buf: &mut [u8]) -> ! {
             }
         };
         // SAFETY: errno of this thread.
-        let ret = if ret == -1 && a[0] != 13 && a[0] != 14 {
+        let ret = if ret == -1 && a[0] != 13 && a[0] != 14 && a[0] != 15 && a[0] != 16 {
             // SAFETY: errno of this thread.
             -(unsafe { *libc::__errno_location() } as i64)
         } else {
