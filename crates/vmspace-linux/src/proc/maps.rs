@@ -18,8 +18,8 @@ pub struct MapsLine {
     pub prot: Prot,
     /// `s` (`VM_MAYSHARE`) rather than `p`.
     pub shared: bool,
-    /// The page offset in bytes (`vm_pgoff << PAGE_SHIFT`): the file offset, or for anonymous memory the
-    /// address it was first mapped at.
+    /// The file offset in bytes (`vm_pgoff << PAGE_SHIFT`) of a file mapping; 0 for anonymous memory
+    /// (the kernel prints the page offset only when there is a file).
     pub offset: u64,
     /// The device, `major:minor` (hexadecimal in the file).
     pub dev: (u32, u32),
