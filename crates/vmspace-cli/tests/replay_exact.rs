@@ -117,3 +117,52 @@ fn a_changed_result_is_a_difference_and_a_non_trace_an_error() {
     std::fs::write(&empty, "").unwrap();
     assert_eq!(bin().args(["replay", "--exact"]).arg(&empty).output().unwrap().status.code(), Some(2));
 }
+
+const FILES_C: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int fd = open(argv[1], O_RDWR);
+    if (fd < 0) return 1;
+    /* Whole PMDs of file offsets: ext2/3/4 and xfs place these 2 MiB-aligned (thp_get_unmapped_area). */
+    void *a = mmap(0, 5 << 20, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *b = mmap(0, 3 << 20, PROT_READ, MAP_PRIVATE, fd, (2 << 20) + 4096);
+    void *c = mmap(0, 4 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 1 << 20);
+    /* Less than a PMD: placed as any mapping. */
+    void *d = mmap(0, 1 << 20, PROT_READ, MAP_PRIVATE, fd, 0);
+    printf("%p %p %p %p\n", a, b, c, d);
+    munmap(b, 3 << 20);
+    return 0;
+}
+"#;
+
+#[test]
+fn file_mappings_are_placed_as_their_file_system_places_them() {
+    // Beside the build, on the file system the sources are on (not /tmp, which may be tmpfs).
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("replay-exact-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let prog = cc(&dir, "files", FILES_C, &["-O1"]);
+    let data = dir.join("data");
+    std::fs::write(&data, vec![1u8; 6 << 20]).unwrap();
+    let trace = record(&dir, "files", &[prog.to_str().unwrap(), data.to_str().unwrap()]);
+    let (code, r) = exact(&trace);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["placements"], r["placements_equal"], "{r}");
+    // Where the file system is ext2/3/4 or xfs, the kernel did align the first mapping: the rule was
+    // exercised, not just agreed with.
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let first = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["name"] == "mmap" && e["args"][1] == 5u64 << 20)
+        .expect("the 5 MiB mapping");
+    let fs = first["file"]["fs_type"].as_u64().unwrap();
+    if fs == 0xef53 || fs == 0x5846_5342 {
+        assert_eq!(first["ret"].as_u64().unwrap() % (2 << 20), 0, "{first}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -36,6 +36,7 @@ fn file() -> FileRef {
         shmem: true,
         mappable: true,
         size: 16 << 12,
+        thp_placement: false,
     }
 }
 

@@ -91,6 +91,7 @@ pub fn file_info(tid: i32, fd: i32) -> Option<FileInfo> {
         })
         .unwrap_or(0);
     let dev = meta.dev();
+    let fs_type = rustix::fs::statfs(link.as_str()).map(|s| s.f_type as u64).unwrap_or(0);
     Some(FileInfo {
         path,
         dev: (libc::major(dev), libc::minor(dev)),
@@ -98,6 +99,7 @@ pub fn file_info(tid: i32, fd: i32) -> Option<FileInfo> {
         size: meta.size(),
         flags,
         mode: meta.mode(),
+        fs_type,
     })
 }
 

@@ -167,6 +167,10 @@ pub struct FileInfo {
     pub flags: u32,
     /// The file's mode (`S_IFREG`, …, and permission bits).
     pub mode: u32,
+    /// The file system's magic (`statfs`'s `f_type`: 0xef53 ext2/3/4, 0x58465342 xfs, 0x01021994
+    /// tmpfs, …): placement rules differ by file system. 0 when unknown.
+    #[serde(default)]
+    pub fs_type: u64,
 }
 
 /// Why a trace line could not be read.

@@ -87,7 +87,7 @@ impl Mm {
                 vm |= v;
             }
         }
-        let addr = self.get_unmapped_area(file, addr, len, flags)?;
+        let addr = self.get_unmapped_area(file, addr, len, pgoff, flags)?;
         if flags & MAP_FIXED_NOREPLACE != 0 && self.intersects(addr, addr + len) {
             return Err(Errno::EEXIST);
         }
@@ -220,6 +220,7 @@ impl Mm {
                     shmem: true,
                     mappable: true,
                     size: len,
+                    thp_placement: false,
                 };
                 self.files.insert(id, zero);
                 Some(id)
@@ -307,7 +308,7 @@ impl Mm {
         // Wraps as the kernel's does for a break near the top (then get_unmapped_area refuses it).
         let len = newbrk.wrapping_sub(oldbrk);
         // check_brk_limits: get_unmapped_area(MAP_FIXED) and the lock limit.
-        if self.get_unmapped_area(None, oldbrk, len, MAP_FIXED).is_err()
+        if self.get_unmapped_area(None, oldbrk, len, 0, MAP_FIXED).is_err()
             || !self.mlock_future_ok(self.def_flags, len)
         {
             return orig;

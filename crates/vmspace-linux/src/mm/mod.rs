@@ -175,6 +175,9 @@ pub struct FileRef {
     /// The file's size in bytes (`u64::MAX` when unknown): faulting pages past it fails (`SIGBUS`), so
     /// populating them fails as a guard marker does.
     pub size: u64,
+    /// The file system places mappings with `thp_get_unmapped_area` (its `get_unmapped_area`, as ext2/3/4
+    /// and xfs have): a mapping that covers a whole 2 MiB of file offsets is 2 MiB-aligned like it.
+    pub thp_placement: bool,
 }
 
 /// What `/proc/PID/maps` does not show but placement and naming need (`/proc/PID/stat` shows most).
@@ -307,6 +310,8 @@ impl Mm {
                             shmem: l.dev.0 == 0,
                             mappable: true,
                             size: u64::MAX,
+                            // Unknown from maps; only the placement of a new mapping of it would tell.
+                            thp_placement: false,
                         },
                     );
                 }

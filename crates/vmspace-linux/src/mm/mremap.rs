@@ -166,7 +166,7 @@ impl Mm {
     fn expandable(&self, v: &Vma, delta: u64) -> bool {
         let Some(end) = v.end.checked_add(delta) else { return false };
         !self.intersects(v.end, end)
-            && self.get_unmapped_area(None, v.start, end - v.start, MAP_FIXED).is_ok()
+            && self.get_unmapped_area(None, v.start, end - v.start, 0, MAP_FIXED).is_ok()
     }
 
     /// `vrm_set_new_addr`.
@@ -180,7 +180,7 @@ impl Mm {
         }
         let hint = if r.implies_new_addr() { r.new_addr } else { 0 };
         let file = v.file.and_then(|f| self.files.get(&f)).cloned();
-        self.get_unmapped_area(file.as_ref(), hint, r.new_len, flags)
+        self.get_unmapped_area(file.as_ref(), hint, r.new_len, v.pgoff_at(r.addr), flags)
     }
 
     /// `mremap_to`: a new address was asked for (`MREMAP_FIXED` or `MREMAP_DONTUNMAP`).

@@ -26,6 +26,7 @@ impl Mm {
         file: Option<&FileRef>,
         addr: u64,
         len: u64,
+        pgoff: u64,
         flags: u64,
     ) -> Result<u64, Errno> {
         let p = &self.params;
@@ -37,9 +38,21 @@ impl Mm {
             && anon_private
             && flags & MAP_FIXED == 0
             && if p.at_least(6, 13) { addr == 0 && len % PMD == 0 } else { p.at_least(6, 7) && len >= PMD };
+        // A file whose file system places with `thp_get_unmapped_area`: aligned when the mapping
+        // covers a whole PMD of file offsets, the file offset's place in a PMD kept.
+        let off = pgoff.wrapping_shl(12);
+        let file_thp = p.thp
+            && flags & MAP_FIXED == 0
+            && file.is_some_and(|f| f.thp_placement)
+            && off.checked_add(len).is_some_and(|off_end| {
+                let off_align = off.div_ceil(PMD).saturating_mul(PMD);
+                off_end > off_align && off_end - off_align >= PMD
+            });
         let mut got = None;
         if thp {
-            got = self.thp_area(addr, len, flags);
+            got = self.thp_area(addr, len, flags, 0);
+        } else if file_thp {
+            got = self.thp_area(addr, len, flags, off);
         }
         let addr = match got {
             Some(a) => a,
@@ -57,15 +70,17 @@ impl Mm {
         Ok(addr)
     }
 
-    /// `__thp_get_unmapped_area` for anonymous memory (offset 0, `PMD_SIZE`): a padded search, then the
-    /// first 2 MiB boundary in it (top-down: one step further up when the search was already aligned).
-    fn thp_area(&self, addr: u64, len: u64, flags: u64) -> Option<u64> {
+    /// `__thp_get_unmapped_area` (`PMD_SIZE`) for a mapping at file offset `off` (0 for anonymous
+    /// memory): a padded search, then the first address in it congruent to `off` modulo 2 MiB (top-down:
+    /// one step further up when the search already was).
+    fn thp_area(&self, addr: u64, len: u64, flags: u64, off: u64) -> Option<u64> {
         let pad = len.checked_add(PMD)?;
+        off.checked_add(pad)?;
         let ret = self.topdown(addr, pad, flags).ok()?;
         if ret == addr {
             return Some(addr);
         }
-        let off_sub = ret.wrapping_neg() & (PMD - 1);
+        let off_sub = off.wrapping_sub(ret) & (PMD - 1);
         Some(if off_sub == 0 { ret + PMD } else { ret + off_sub })
     }
 

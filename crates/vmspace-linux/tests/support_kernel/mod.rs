@@ -243,6 +243,8 @@ pub fn memfds(pages: u64) -> Vec<TestFile> {
         shmem: true,
         mappable: true,
         size: pages * 4096,
+        // memfd is shmem: its own placement, not thp_get_unmapped_area.
+        thp_placement: false,
     };
     vec![TestFile { file: file(1, true), fd: rw }, TestFile { file: file(2, false), fd: ro }]
 }
