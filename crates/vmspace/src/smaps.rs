@@ -40,13 +40,38 @@ impl Vma {
 
 /// Reads this process's smaps.
 pub fn read_self() -> io::Result<Vec<Vma>> {
-    parse(&std::fs::read_to_string("/proc/self/smaps")?)
+    again(|| parse(&std::fs::read_to_string("/proc/self/smaps")?))
+}
+
+/// How many times a read of smaps is made again when the VMA list changed under it.
+const READS: usize = 8;
+
+/// Runs `read` again when what it read was cut by a change: the kernel formats smaps a chunk at a
+/// time and resumes after the last VMA it printed, so a VMA another thread changed meanwhile can
+/// come out overlapping the one before. Bounded: after [`READS`] cut reads the error stands.
+fn again<T>(mut read: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut tries = 0;
+    loop {
+        match read() {
+            Err(e)
+                if tries + 1 < READS
+                    && e.to_string().contains(vmspace_linux::proc::smaps::CHANGED_WHILE_READ) =>
+            {
+                tries += 1;
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Reads the VMAs of this process's smaps that overlap `range`, and stops reading after them: the
 /// kernel formats smaps as it is read, so the VMAs above the range (libraries, other spaces) cost
 /// nothing. The part below is still read, but only its header lines are looked at.
 pub(crate) fn read_self_over(range: &Range<u64>) -> io::Result<Vec<Vma>> {
+    again(|| read_self_over_once(range))
+}
+
+fn read_self_over_once(range: &Range<u64>) -> io::Result<Vec<Vma>> {
     use std::io::BufRead;
     let mut file = io::BufReader::with_capacity(1 << 16, std::fs::File::open("/proc/self/smaps")?);
     let mut parser = SmapsParser::new();

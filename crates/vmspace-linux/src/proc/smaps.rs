@@ -47,6 +47,11 @@ impl fmt::Display for SmapsError {
 
 impl core::error::Error for SmapsError {}
 
+/// Why a header that overlaps or precedes the one before is refused. In a live read it means the VMA
+/// list changed while the kernel printed it (it resumes after the last VMA it printed): read again.
+pub const CHANGED_WHILE_READ: &str =
+    "overlaps or precedes the VMA before (the VMA list changed while it was read)";
+
 /// `smaps` a line at a time, for readers that stream the file (and stop early).
 #[derive(Debug, Default)]
 pub struct SmapsParser {
@@ -76,7 +81,7 @@ impl SmapsParser {
         if Self::is_header(line) {
             let maps = maps::parse_line(line).map_err(err)?;
             if self.out.last().is_some_and(|p| p.maps.range.end > maps.range.start) {
-                return Err(err("overlaps or precedes the VMA before"));
+                return Err(err(CHANGED_WHILE_READ));
             }
             self.out.push(SmapsEntry {
                 size: maps.len(),
