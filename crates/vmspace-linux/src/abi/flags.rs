@@ -186,3 +186,14 @@ consts! { MS_NAMES, "The `msync` flags with their names.";
     /// `MS_SYNC`: write back and wait.
     MS_SYNC = 4;
 }
+
+consts! { SHM_NAMES, "The `shmat` flags with their names (`linux/shm.h`).";
+    /// `SHM_RDONLY`: attach read-only.
+    SHM_RDONLY = 0o10000;
+    /// `SHM_RND`: round an unaligned address down to `SHMLBA`.
+    SHM_RND = 0o20000;
+    /// `SHM_REMAP`: replace what is mapped at the address (`MAP_FIXED` without the overlap check).
+    SHM_REMAP = 0o40000;
+    /// `SHM_EXEC`: attach executable.
+    SHM_EXEC = 0o100000;
+}

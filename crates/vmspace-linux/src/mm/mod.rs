@@ -27,6 +27,8 @@
 //! - `vm_pgoff` of anonymous memory (`maps` prints 0): taken as the VMA's start page.
 //! - `VM_ACCOUNT`: on private writable VMAs; `VM_MAY*`: all three for private VMAs, `VM_MAYWRITE` for
 //!   shared ones only when writable.
+//! - System V segments (for `shmdt`): files named `/SYSV…` on the shm mount (`0:1`); two attaches of
+//!   one segment look like one file, so they are taken as one attach.
 //! - `mmap_base`: the end of the highest VMA below the stack (the dynamic loader is mapped first,
 //!   top-down from `mmap_base`), unless given.
 //!
@@ -52,8 +54,9 @@
 //!   anonymous memory without alignment; shmem is placed as the kernel does with `shmem_enabled=never`.
 //! - `vm.overcommit_memory=2`'s commit limit (only the per-request heuristic of mode 0 is modelled),
 //!   protection keys, userfaultfd, uprobes, `MDWE`, aarch64's BTI/MTE, `READ_IMPLIES_EXEC`.
-//! - `shmat`/`shmdt` and `clone(CLONE_VM)` (which shares the `Mm`) have no call of their own;
-//!   [`Mm::exec`] gives the empty memory the new program's loader fills.
+//! - `clone(CLONE_VM)` (which shares the `Mm`) has no call of its own; [`Mm::exec`] gives the empty
+//!   memory the new program's loader fills. `shmat`/`shmdt` ([`Mm::shmat`]) take the segment as a
+//!   [`FileRef`]: IPC permissions and `shmid` lookup are the caller's.
 
 mod fork;
 mod merge;
@@ -62,9 +65,10 @@ mod modify;
 mod mremap;
 mod place;
 mod ranges;
+mod shm;
 mod vma;
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -222,6 +226,8 @@ pub struct Mm {
     /// `mm->locked_vm`, pages.
     pub locked_vm: u64,
     next_id: u64,
+    /// The files of System V shared memory attaches (`shmat`), which `shmdt` detaches.
+    shm_files: BTreeSet<u64>,
 }
 
 impl Mm {
@@ -241,6 +247,7 @@ impl Mm {
             def_flags: 0,
             locked_vm: 0,
             next_id: 1 << 40,
+            shm_files: BTreeSet::new(),
         }
     }
 
@@ -316,6 +323,10 @@ impl Mm {
                     );
                 }
                 file = Some(id);
+                // A System V segment (`shm_file_operations` on the shm mount): what `shmdt` detaches.
+                if l.dev == (0, 1) && l.name.starts_with("/SYSV") {
+                    mm.shm_files.insert(id);
+                }
             }
             let anon = (!l.shared && !special).then(|| Anon { id: mm.fresh_id(), singular: !layout.forked });
             let pgoff = if is_file { l.offset >> 12 } else { l.range.start >> 12 };

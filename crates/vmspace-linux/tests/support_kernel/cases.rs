@@ -74,9 +74,15 @@ pub fn brk_case(k: &mut Kernel) -> Result<(), String> {
 /// Runs every case in a fresh child; returns the failures (a divergence, or an answer the case did
 /// not expect).
 pub fn run_cases(files: &[TestFile], all: &[Case]) -> Vec<String> {
+    run_cases_with(files, &[], all)
+}
+
+/// [`run_cases`] with System V segments the cases may attach.
+pub fn run_cases_with(files: &[TestFile], shm: &[vmspace_linux::mm::FileRef], all: &[Case]) -> Vec<String> {
     let mut failures = Vec::new();
     for c in all {
         let mut k = Kernel::start(files);
+        k.shm = shm.to_vec();
         let mut fail = None;
         for (op, want) in &c.ops {
             match k.step(*op) {

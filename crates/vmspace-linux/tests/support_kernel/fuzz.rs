@@ -328,7 +328,8 @@ impl Gen {
             | Op::Msync { addr, .. }
             | Op::Mremap { addr, .. } => ok(addr),
             Op::Mlockall { .. } | Op::Munlockall | Op::Brk { .. } | Op::Fork | Op::Setrlimit { .. } => true,
-            Op::Touch { addr } => ok(addr),
+            Op::Touch { addr } | Op::Shmdt { addr } => ok(addr),
+            Op::Shmat { addr, flags, .. } => (addr == 0 && flags & SHM_REMAP == 0) || ok(addr),
         }
     }
 

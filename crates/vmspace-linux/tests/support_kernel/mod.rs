@@ -99,6 +99,16 @@ pub enum Op {
     Touch {
         addr: u64,
     },
+    /// `shmat(shmid, addr, flags)`; the model's segment is the [`Kernel::shm`] file whose inode is `shmid`.
+    Shmat {
+        shmid: u64,
+        addr: u64,
+        flags: u64,
+    },
+    /// `shmdt(addr)`.
+    Shmdt {
+        addr: u64,
+    },
 }
 
 impl Op {
@@ -139,6 +149,8 @@ impl Op {
             Op::Fork => [14, 0, 0, 0, 0, 0, 0, 0],
             Op::Setrlimit { resource, bytes } => [15, resource, bytes, 0, 0, 0, 0, 0],
             Op::Touch { addr } => [16, addr, 0, 0, 0, 0, 0, 0],
+            Op::Shmat { shmid, addr, flags } => [17, shmid, addr, flags, 0, 0, 0, 0],
+            Op::Shmdt { addr } => [18, addr, 0, 0, 0, 0, 0, 0],
         }
     }
 }
@@ -249,6 +261,51 @@ pub fn memfds(pages: u64) -> Vec<TestFile> {
     vec![TestFile { file: file(1, true), fd: rw }, TestFile { file: file(2, false), fd: ro }]
 }
 
+/// System V segments made for a test (`shmget(IPC_PRIVATE)`, mode 0600), as the model's [`FileRef`]s
+/// (`/SYSV00000000 (deleted)` on the shm mount `0:1`, inode = shmid); removed on drop (attaches in
+/// children keep theirs until they exit).
+pub struct ShmSegments {
+    pub files: Vec<FileRef>,
+}
+
+impl ShmSegments {
+    /// One segment of each byte size in `sizes`.
+    pub fn new(sizes: &[u64]) -> ShmSegments {
+        let files = sizes
+            .iter()
+            .map(|&size| {
+                // SAFETY: shmget with constant flags; the result is checked.
+                let id = unsafe { libc::shmget(libc::IPC_PRIVATE, size as usize, libc::IPC_CREAT | 0o600) };
+                assert!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
+                FileRef {
+                    id: 1000 + id as u64,
+                    dev: (0, 1),
+                    inode: id as u64,
+                    name: "/SYSV00000000 (deleted)".into(),
+                    readable: true,
+                    writable: true,
+                    append: false,
+                    noexec: false,
+                    shmem: true,
+                    mappable: true,
+                    size,
+                    thp_placement: false,
+                }
+            })
+            .collect();
+        ShmSegments { files }
+    }
+}
+
+impl Drop for ShmSegments {
+    fn drop(&mut self) {
+        for f in &self.files {
+            // SAFETY: removing a segment we created.
+            unsafe { libc::shmctl(f.inode as i32, libc::IPC_RMID, std::ptr::null_mut()) };
+        }
+    }
+}
+
 /// A difference between the kernel and the model at one step.
 #[derive(Debug)]
 pub struct Divergence {
@@ -285,6 +342,8 @@ pub struct Kernel {
     resp: OwnedFd,
     pub mm: Mm,
     pub files: Vec<FileRef>,
+    /// System V segments the calls may attach (see [`ShmSegments`]).
+    pub shm: Vec<FileRef>,
     pub steps: usize,
     buf: Vec<u8>,
     /// The kernel's maps after the last answered call.
@@ -330,6 +389,7 @@ impl Kernel {
             resp,
             mm: Mm::new(params.clone(), layout),
             files: files.iter().map(|f| f.file.clone()).collect(),
+            shm: Vec::new(),
             steps: 0,
             buf: Vec::new(),
             last_maps: String::new(),
@@ -494,6 +554,11 @@ impl Kernel {
                 Ok(0)
             }
             Op::Touch { addr } => mm.touch(addr).map(|()| 0),
+            Op::Shmat { shmid, addr, flags } => match self.shm.iter().find(|f| f.inode == shmid) {
+                Some(seg) => mm.shmat(seg, addr, flags),
+                None => Err(Errno::EINVAL),
+            },
+            Op::Shmdt { addr } => mm.shmdt(addr),
             Op::Setrlimit { resource, bytes } => {
                 // The child lowers the soft limit to at most the hard one, which it shares with us.
                 let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -622,6 +687,8 @@ unsafe fn serve(cmd: i32, resp: i32, fds: &[i32], buf: &mut [u8]) -> ! {
                 11 => libc::syscall(libc::SYS_msync, a[1], a[2], a[3]),
                 12 => libc::syscall(libc::SYS_mremap, a[1], a[2], a[3], a[4], a[5]),
                 13 => libc::syscall(libc::SYS_brk, a[1]),
+                17 => libc::shmat(a[1] as i32, a[2] as *const libc::c_void, a[3] as i32) as i64,
+                18 => libc::shmdt(a[1] as *const libc::c_void) as i64,
                 16 => {
                     let fd = libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
                     let mut b = [0u8; 1];
