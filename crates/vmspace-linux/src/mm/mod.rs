@@ -377,6 +377,16 @@ impl Mm {
         self.vmas.len() as u64
     }
 
+    /// No VMA at all (the gate VMA, outside the tree, does not count).
+    pub fn is_empty(&self) -> bool {
+        self.vmas.is_empty()
+    }
+
+    /// Bytes mapped: `mm->total_vm` in bytes.
+    pub fn size(&self) -> u64 {
+        self.total_vm() * PAGE
+    }
+
     /// The guard-marker ranges (`MADV_GUARD_INSTALL`).
     pub fn guards(&self) -> &Ranges {
         &self.guards
