@@ -140,6 +140,7 @@ const THREADS_C: &str = r#"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -221,6 +222,14 @@ int main(int argc, char **argv) {
     char *sealed = mmap(NULL, 4 * 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     syscall(462, sealed, 4 * 4096, 0); /* mseal, Linux 6.10+ */
     munmap(sealed, 4096);              /* refused: EPERM */
+
+    int seg = shmget(IPC_PRIVATE, 3 * 4096 + 100, IPC_CREAT | 0600);
+    char *s1 = shmat(seg, NULL, 0);
+    char *s2 = shmat(seg, NULL, SHM_RDONLY);
+    munmap(s1 + 4096, 4096);
+    shmdt(s1);
+    shmdt(s2 + 4096); /* refused: EINVAL */
+    shmctl(seg, IPC_RMID, NULL);
 
     void *b0 = sbrk(0);
     sbrk(256 << 10);

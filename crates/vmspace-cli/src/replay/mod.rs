@@ -3,10 +3,14 @@
 //!
 //! [`VmMap`]: vmspace_core::VmMap
 
+pub mod apply;
 pub mod exact;
-pub mod model;
+/// The old name of [`replayer`].
+#[doc(hidden)]
+pub use replayer as model;
 pub mod parse;
 pub mod rangeset;
+pub mod replayer;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, IsTerminal, Read};
@@ -18,7 +22,7 @@ use vmspace::procmaps::{self, Region};
 use vmspace_core::Prot;
 
 use crate::out::{grouped, human, xml};
-use model::{BadLine, Origin, Replayer, Space};
+use replayer::{BadLine, Origin, Replayer, Space};
 
 /// The longest trace line read (8 MiB). strace's longest lines are `execve`s with `-v -s` and a long
 /// argument list (the kernel caps argv + envp at a quarter of the stack limit, 2 MiB by default);
@@ -198,7 +202,7 @@ impl Diff {
 /// pages the trace touched.
 pub fn compare(space: &Space, snapshot: &[Region]) -> Comparison {
     let trace: Vec<(Range<u64>, (Prot, bool))> =
-        space.map.entries().map(|e| (e.range(), (e.prot(), e.object().shared))).collect();
+        space.map.maps().into_iter().map(|l| (l.range, (l.prot, l.shared))).collect();
     let snap: Vec<(Range<u64>, (Prot, bool))> =
         snapshot.iter().map(|r| (r.range.clone(), (r.prot, r.shared))).collect();
     let at = |v: &[(Range<u64>, (Prot, bool))], a: u64| -> Option<usize> {
@@ -450,7 +454,7 @@ pub fn text_report(rep: &Replayer, secs: f64, name: &str, cmp: Option<(usize, &C
     let _ = writeln!(o, "\ncalls by kind:            ok   failed");
     for (i, (ok, failed)) in rep.counts.iter().enumerate() {
         if ok + failed > 0 {
-            let _ = writeln!(o, "  {:<16} {:>10} {:>8}", model::KINDS[i], grouped(*ok), grouped(*failed));
+            let _ = writeln!(o, "  {:<16} {:>10} {:>8}", replayer::KINDS[i], grouped(*ok), grouped(*failed));
         }
     }
     if !rep.other.is_empty() {
@@ -628,7 +632,7 @@ pub fn json_report(rep: &Replayer, secs: f64, cmp: Option<(usize, &Comparison)>,
             .iter()
             .enumerate()
             .filter(|(_, (ok, failed))| ok + failed > 0)
-            .map(|(i, &(ok, failed))| (model::KINDS[i], OkFailed { ok, failed }))
+            .map(|(i, &(ok, failed))| (replayer::KINDS[i], OkFailed { ok, failed }))
             .collect(),
         other_calls: rep.other.iter().map(|(k, n)| (k.as_str(), *n)).collect(),
         peak_entries: rep.peak_entries as usize,
@@ -688,7 +692,7 @@ pub fn plot_svg(rep: &Replayer) -> String {
     let max_m = rep.samples.iter().map(|s| s.mapped).max().unwrap_or(1).max(1) as f64;
     let x = |c: u64| m + (c as f64 / max_call) * (w - 2.0 * m);
     let y = |v: f64, max: f64| h - m - (v / max) * (h - 2.0 * m);
-    let pts = |f: &dyn Fn(&model::Sample) -> f64, max: f64| -> String {
+    let pts = |f: &dyn Fn(&replayer::Sample) -> f64, max: f64| -> String {
         rep.samples
             .iter()
             .map(|s| format!("{:.1},{:.1}", x(s.call), y(f(s), max)))

@@ -315,13 +315,16 @@ pub fn split_args<'a>(s: &'a str, out: &mut [&'a str]) -> usize {
     n
 }
 
+/// Names strace or the C library also spell flags with, beside the kernel's (`vmspace_linux::abi`).
+const ALIASES: &[(&str, u64)] = &[("MAP_FILE", 0), ("MAP_ANON", 0x20)];
+
 /// Parses a flag set (`PROT_READ|PROT_WRITE`, `MAP_PRIVATE|MAP_ANONYMOUS|0x40000`, `0x22`) with a
 /// name table; unknown names are an error, numbers are or-ed in.
 pub fn flags(s: &str, table: &[(&str, u64)]) -> Option<u64> {
     let mut v = 0u64;
     for tok in without_comment(s).split('|') {
         let tok = tok.trim();
-        if let Some(&(_, bit)) = table.iter().find(|(n, _)| *n == tok) {
+        if let Some(&(_, bit)) = table.iter().chain(ALIASES).find(|(n, _)| *n == tok) {
             v |= bit;
         } else {
             v |= num(tok)?;
@@ -329,95 +332,6 @@ pub fn flags(s: &str, table: &[(&str, u64)]) -> Option<u64> {
     }
     Some(v)
 }
-
-/// `PROT_*`.
-pub const PROT: &[(&str, u64)] = &[
-    ("PROT_NONE", 0),
-    ("PROT_READ", 1),
-    ("PROT_WRITE", 2),
-    ("PROT_EXEC", 4),
-    ("PROT_SEM", 8),
-    ("PROT_BTI", 0x10),
-    ("PROT_MTE", 0x20),
-    ("PROT_GROWSDOWN", 0x0100_0000),
-    ("PROT_GROWSUP", 0x0200_0000),
-];
-/// `PROT_GROWSDOWN`.
-pub const PROT_GROWSDOWN: u64 = 0x0100_0000;
-
-/// `MAP_*` (x86-64 and generic values).
-pub const MAP: &[(&str, u64)] = &[
-    ("MAP_FILE", 0),
-    ("MAP_SHARED", 0x01),
-    ("MAP_PRIVATE", 0x02),
-    ("MAP_SHARED_VALIDATE", 0x03),
-    ("MAP_DROPPABLE", 0x08),
-    ("MAP_FIXED", 0x10),
-    ("MAP_ANONYMOUS", 0x20),
-    ("MAP_ANON", 0x20),
-    ("MAP_32BIT", 0x40),
-    ("MAP_GROWSDOWN", 0x100),
-    ("MAP_DENYWRITE", 0x800),
-    ("MAP_EXECUTABLE", 0x1000),
-    ("MAP_LOCKED", 0x2000),
-    ("MAP_NORESERVE", 0x4000),
-    ("MAP_POPULATE", 0x8000),
-    ("MAP_NONBLOCK", 0x10000),
-    ("MAP_STACK", 0x20000),
-    ("MAP_HUGETLB", 0x40000),
-    ("MAP_SYNC", 0x80000),
-    ("MAP_FIXED_NOREPLACE", 0x100000),
-    ("MAP_UNINITIALIZED", 0x4000000),
-];
-/// `MAP_SHARED`.
-pub const MAP_SHARED: u64 = 0x01;
-/// `MAP_PRIVATE`.
-pub const MAP_PRIVATE: u64 = 0x02;
-/// `MAP_ANONYMOUS`.
-pub const MAP_ANONYMOUS: u64 = 0x20;
-/// `MAP_GROWSDOWN`.
-pub const MAP_GROWSDOWN: u64 = 0x100;
-/// `MAP_LOCKED`.
-pub const MAP_LOCKED: u64 = 0x2000;
-
-/// `MADV_*`.
-pub const MADV: &[(&str, u64)] = &[
-    ("MADV_NORMAL", 0),
-    ("MADV_RANDOM", 1),
-    ("MADV_SEQUENTIAL", 2),
-    ("MADV_WILLNEED", 3),
-    ("MADV_DONTNEED", 4),
-    ("MADV_FREE", 8),
-    ("MADV_REMOVE", 9),
-    ("MADV_DONTFORK", 10),
-    ("MADV_DOFORK", 11),
-    ("MADV_MERGEABLE", 12),
-    ("MADV_UNMERGEABLE", 13),
-    ("MADV_HUGEPAGE", 14),
-    ("MADV_NOHUGEPAGE", 15),
-    ("MADV_DONTDUMP", 16),
-    ("MADV_DODUMP", 17),
-    ("MADV_WIPEONFORK", 18),
-    ("MADV_KEEPONFORK", 19),
-    ("MADV_COLD", 20),
-    ("MADV_PAGEOUT", 21),
-    ("MADV_POPULATE_READ", 22),
-    ("MADV_POPULATE_WRITE", 23),
-    ("MADV_DONTNEED_LOCKED", 24),
-    ("MADV_COLLAPSE", 25),
-    ("MADV_HWPOISON", 100),
-    ("MADV_SOFT_OFFLINE", 101),
-    ("MADV_GUARD_INSTALL", 102),
-    ("MADV_GUARD_REMOVE", 103),
-];
-
-/// `MREMAP_*`.
-pub const MREMAP: &[(&str, u64)] = &[("MREMAP_MAYMOVE", 1), ("MREMAP_FIXED", 2), ("MREMAP_DONTUNMAP", 4)];
-/// `MCL_*`.
-pub const MCL: &[(&str, u64)] = &[("MCL_CURRENT", 1), ("MCL_FUTURE", 2), ("MCL_ONFAULT", 4)];
-/// `SHM_*` flags of `shmat`.
-pub const SHM: &[(&str, u64)] =
-    &[("SHM_RDONLY", 0o10000), ("SHM_RND", 0o20000), ("SHM_REMAP", 0o40000), ("SHM_EXEC", 0o100000)];
 
 /// Whether a clone flag list (`CLONE_VM|CLONE_FS|…|SIGCHLD`) contains `CLONE_VM`.
 pub fn has_clone_vm(flags: &str) -> bool {
@@ -515,9 +429,11 @@ mod tests {
         assert_eq!(n, 6);
         assert_eq!(a[4], "3</a, b>");
         assert_eq!(fd_arg(a[4]), Some((3, Some("/a, b"))));
-        assert_eq!(flags("PROT_READ|PROT_EXEC", PROT), Some(5));
-        assert_eq!(flags("MAP_PRIVATE|0x40", MAP), Some(0x42));
-        assert_eq!(flags("MAP_BOGUS", MAP), None);
+        use vmspace_linux::abi::{MAP_NAMES, PROT_NAMES};
+        assert_eq!(flags("PROT_READ|PROT_EXEC", PROT_NAMES), Some(5));
+        assert_eq!(flags("MAP_PRIVATE|0x40", MAP_NAMES), Some(0x42));
+        assert_eq!(flags("MAP_ANON|MAP_FILE|MAP_SHARED", MAP_NAMES), Some(0x21));
+        assert_eq!(flags("MAP_BOGUS", MAP_NAMES), None);
         assert_eq!(num("-1"), Some(u64::MAX));
         assert!(has_clone_vm("CLONE_VM|CLONE_FS|SIGCHLD"));
         assert!(!has_clone_vm("CLONE_VFORK|SIGCHLD"));

@@ -35,12 +35,12 @@ pub fn strace_works() -> bool {
     }
 }
 
-/// Runs `cmd` under `strace -f -e trace=memory,process -o DIR/NAME.trace` with extra environment
+/// Runs `cmd` under `strace -f -e trace=memory,process,ipc -o DIR/NAME.trace` with extra environment
 /// for the traced program only; returns the trace path.
 pub fn record(dir: &Path, name: &str, env: &[(&str, &str)], cmd: &[&str]) -> PathBuf {
     let trace = dir.join(format!("{name}.trace"));
     let mut c = Command::new("strace");
-    c.args(["-f", "-e", "trace=memory,process", "-o"]).arg(&trace);
+    c.args(["-f", "-e", "trace=memory,process,ipc", "-o"]).arg(&trace);
     for (k, v) in env {
         c.arg("-E").arg(format!("{k}={v}"));
     }
@@ -64,6 +64,8 @@ pub fn assert_matches(trace: &Path, maps: &Path, pid: Option<u32>) -> u64 {
     let code = replay::run(&opts, &mut report).unwrap_or_else(|e| panic!("replay {}: {e}", trace.display()));
     let (rep, _) = replay::replay(&opts).unwrap();
     assert_eq!(rep.bad_total, 0, "unparsed lines in {}:\n{report}", trace.display());
+    // Every call was applied as the kernel answered it.
+    assert_eq!(rep.warnings_total, 0, "inconsistencies in {}: {:?}", trace.display(), rep.warnings);
     for s in &rep.spaces {
         s.map.check_invariants().unwrap();
     }

@@ -372,9 +372,20 @@ impl Mm {
         self.vmas.values()
     }
 
+    /// The VMAs that overlap `[start, end)`, in address order.
+    pub fn vmas_in(&self, start: u64, end: u64) -> impl Iterator<Item = &Vma> + '_ {
+        let first = self.find_vma(start).map_or(u64::MAX, |v| v.start);
+        self.vmas.range(first..).map(|(_, v)| v).take_while(move |v| v.start < end)
+    }
+
     /// `mm->map_count`.
     pub fn map_count(&self) -> u64 {
         self.vmas.len() as u64
+    }
+
+    /// How many VMAs ([`Mm::map_count`] as a length).
+    pub fn len(&self) -> usize {
+        self.vmas.len()
     }
 
     /// No VMA at all (the gate VMA, outside the tree, does not count).

@@ -63,13 +63,15 @@ impl Mm {
         let matches = |v: &Vma, shm: &alloc::collections::BTreeSet<u64>| {
             v.file.is_some_and(|f| shm.contains(&f)) && v.start.wrapping_sub(addr) / PAGE == v.pgoff
         };
-        let first =
-            self.vmas_from(addr).find(|v| matches(v, &self.shm_files)).map(|v| (v.start, v.end, v.file));
+        let first = self
+            .vmas_in(addr, u64::MAX)
+            .find(|v| matches(v, &self.shm_files))
+            .map(|v| (v.start, v.end, v.file));
         let Some((start, end, file)) = first else { return Err(Errno::EINVAL) };
         let size = file.and_then(|f| self.files.get(&f)).map_or(0, |f| page_align(f.size));
         let _ = self.unmap_range(start, end);
         let rest: Vec<(u64, u64)> = self
-            .vmas_from(end)
+            .vmas_in(end, u64::MAX)
             .take_while(|v| v.end.wrapping_sub(addr) <= size)
             .filter(|v| v.file == file && matches(v, &self.shm_files))
             .map(|v| (v.start, v.end))
@@ -78,11 +80,5 @@ impl Mm {
             let _ = self.unmap_range(s, e);
         }
         Ok(0)
-    }
-
-    /// The VMAs ending above `addr`, in address order (a `VMA_ITERATOR` from `addr`).
-    fn vmas_from(&self, addr: u64) -> impl Iterator<Item = &Vma> + '_ {
-        let first = self.find_vma(addr).map_or(u64::MAX, |v| v.start);
-        self.vmas.range(first..).map(|(_, v)| v)
     }
 }

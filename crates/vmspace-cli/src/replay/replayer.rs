@@ -1,67 +1,31 @@
-//! The replay engine: one [`VmMap`] per address space, each traced call applied as Linux applies it.
+//! The replay of an strace log: its processes and address spaces, one [`Mm`] per address space, each
+//! successful memory call applied to it as Linux applies it (`apply.rs`).
 //!
 //! Invariants:
-//! - Only successful calls change a map (the trace shows the real result). A successful call is applied
-//!   the Linux way: mapping calls replace what was there (`MAP_FIXED`); attribute changes
-//!   (`mprotect`, `madvise`, `mlock`, `mseal`) apply to the mapped pages of their range, since pages the
-//!   kernel mapped before the trace started (the exec'd binary, the stack, the vDSO) are not in the map.
+//! - Only successful calls change a memory (the trace shows the real result); `apply.rs` says how.
 //! - `known` holds the pages whose state the trace determines: those covered by a call that creates or
 //!   destroys mappings (mmap, munmap, mremap, brk, shmat, shmdt). Comparisons with a snapshot look only
 //!   there.
-//! - Threads (`CLONE_VM`, `vfork`) share one space; a fork gets [`VmMap::fork`] of its parent's map (a
-//!   clone of it, so the parent's entries are not marked copy-on-write); a successful `execve` gives its
-//!   process a new, empty space.
+//! - Threads (`CLONE_VM`, `vfork`) share one space; a fork gets [`Mm::fork`] of its parent's memory; a
+//!   successful `execve` gives its process a new, empty space.
 //! - Nothing here panics on input: every number is checked, every range is checked for overflow, and a
-//!   call the map refuses is counted as an inconsistency, not an error.
+//!   call `Mm` answers otherwise than the kernel is counted as an inconsistency, not an error.
 //! - Memory follows the live address spaces, not the trace's history: a space whose last pid left (exit,
 //!   exec) drops its map and touched pages at once, keeping only a fixed-size summary for the report —
 //!   unless it is the one a comparison will ask for ([`Replayer::for_target`]). Everything else kept per
 //!   pid, path or name is either removed when its owner goes or capped.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
 
-use vmspace_core::{Advice, Behavior, EntryFlags, Inherit, MapObject, MapSpec, Prot, VmError, VmMap};
+use vmspace_linux::abi::{MADV_NAMES, MCL_NAMES, MLOCK_NAMES, MREMAP_NAMES, PROT_NAMES, SHM_NAMES};
+use vmspace_linux::mm::{FileRef, Mm};
 
+use super::apply::{self, Problem, page_range};
 use super::parse::{self, Line, Ret};
 use super::rangeset::RangeSet;
 
 const PAGE: u64 = 4096;
-/// Map bounds: the whole 64-bit space but the last page.
-const MAX: u64 = 0u64.wrapping_sub(PAGE);
-
-/// What backs an entry in a replayed map.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Obj {
-    /// The kind of backing.
-    pub kind: ObjKind,
-    /// `MAP_SHARED` (or a SysV segment) rather than private.
-    pub shared: bool,
-}
-
-/// The kinds of backing a trace can show.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ObjKind {
-    /// Anonymous memory (private: merges freely).
-    Anon,
-    /// One shared anonymous mapping (each `mmap` its own object).
-    SharedAnon(u64),
-    /// A file, by a hash of its path (`-y`) or descriptor number: a table of names would grow with
-    /// every file the trace ever mapped.
-    File(u64),
-    /// A SysV shared memory segment, by id.
-    Shm(u64),
-}
-
-impl MapObject for Obj {
-    fn anonymous() -> Self {
-        Obj { kind: ObjKind::Anon, shared: false }
-    }
-    fn is_anonymous(&self) -> bool {
-        self.kind == ObjKind::Anon && !self.shared
-    }
-}
 
 /// How an address space came to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,8 +49,8 @@ pub enum Origin {
 /// One address space of the trace.
 #[derive(Debug)]
 pub struct Space {
-    /// The map.
-    pub map: VmMap<Obj>,
+    /// Its memory, as far as the trace shows it.
+    pub map: Mm,
     /// Pages the trace determined (see the module invariants).
     pub known: RangeSet,
     /// The current program break, once a `brk` was seen.
@@ -121,7 +85,7 @@ pub struct Space {
 impl Space {
     fn new(origin: Origin, line: u64) -> Space {
         Space {
-            map: VmMap::new(0, MAX).expect("static bounds are valid"),
+            map: apply::empty(),
             known: RangeSet::new(),
             brk: None,
             pids: Vec::new(),
@@ -159,7 +123,7 @@ impl Space {
             return;
         }
         self.ended_with = (self.map.len(), self.map.size(), self.known.bytes());
-        self.map = VmMap::new(0, MAX).expect("static bounds are valid");
+        self.map = apply::empty();
         self.known = RangeSet::new();
         self.brk = None;
         self.freed = true;
@@ -276,8 +240,8 @@ pub struct Replayer {
     /// already applied (a munmap that another thread's mmap shows must have completed).
     pending: HashMap<u32, (String, String, u64, bool)>,
     pending_clones: Vec<(u32, bool)>,
-    shm_sizes: HashMap<u64, u64>,
-    shared_seq: u64,
+    /// System V segments by id, from their `shmget`.
+    shm: HashMap<u64, FileRef>,
     /// The pid whose last space is kept for a comparison (`None`: the default target).
     keep: Option<u32>,
     /// Lines read.
@@ -322,23 +286,6 @@ fn cut(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-fn round_up(x: u64) -> Option<u64> {
-    Some(x.checked_add(PAGE - 1)? & !(PAGE - 1))
-}
-
-/// `[addr, addr + round_up(len))`, or `None` when unaligned or overflowing.
-fn page_range(addr: u64, len: u64) -> Option<Range<u64>> {
-    if addr % PAGE != 0 {
-        return None;
-    }
-    let end = addr.checked_add(round_up(len)?)?;
-    (end <= MAX).then_some(addr..end)
-}
-
-fn prot_of(bits: u64) -> Prot {
-    Prot::from_bits((bits & 7) as u8).unwrap_or(Prot::NONE)
 }
 
 impl Replayer {
@@ -531,7 +478,7 @@ impl Replayer {
             }
         }
         if sp.members == 1 {
-            self.live_entries = self.live_entries.saturating_add(sp.map.len() as u64);
+            self.live_entries = self.live_entries.saturating_add(sp.map.map_count());
             self.live_mapped = self.live_mapped.saturating_add(sp.map.size());
         }
         // A kept pid's previous space is no longer the one to compare.
@@ -546,7 +493,7 @@ impl Replayer {
         let sp = &mut self.spaces[s];
         sp.members = sp.members.saturating_sub(1);
         if sp.members == 0 {
-            self.live_entries = self.live_entries.saturating_sub(sp.map.len() as u64);
+            self.live_entries = self.live_entries.saturating_sub(sp.map.map_count());
             self.live_mapped = self.live_mapped.saturating_sub(sp.map.size());
             self.release(s);
         }
@@ -559,19 +506,13 @@ impl Replayer {
             self.event(line, format!("pid {parent} → thread/vfork {child} sharing #{ps}"));
             return ps;
         }
-        let child_map = {
-            let mut tmp = self.spaces[ps].map.clone();
-            tmp.fork()
-        };
+        let child_map = self.spaces[ps].map.fork();
         let s = self.new_space(Origin::Fork { from: ps }, line);
         let known = self.spaces[ps].known.clone();
         let brk = self.spaces[ps].brk;
         {
             let sp = &mut self.spaces[s];
-            match child_map {
-                Ok(m) => sp.map = m,
-                Err(_) => sp.inconsistencies += 1,
-            }
+            sp.map = child_map;
             sp.known = known;
             sp.brk = brk;
             sp.peak_entries = sp.map.len();
@@ -687,7 +628,8 @@ impl Replayer {
                 if parse::split_args(args, &mut a) >= 2
                     && let (Some(id), Some(size)) = (ret.ok(), parse::num(a[1]))
                 {
-                    self.shm_sizes.insert(id, size);
+                    let key = if a[0].trim() == "IPC_PRIVATE" { Some(0) } else { parse::num(a[0]) };
+                    self.shm.insert(id, apply::segment(id, key.unwrap_or(0), size));
                 }
                 return Ok(());
             }
@@ -695,7 +637,7 @@ impl Replayer {
         }
         let s = self.space_of(pid, line);
         let Some(value) = ret.ok() else { return Ok(()) };
-        let (before_len, before_size) = (self.spaces[s].map.len() as u64, self.spaces[s].map.size());
+        let (before_len, before_size) = (self.spaces[s].map.map_count(), self.spaces[s].map.size());
         let outcome = self.memory(s, KINDS[k], args, value);
         let sp = &mut self.spaces[s];
         sp.calls += 1;
@@ -712,9 +654,9 @@ impl Replayer {
         match outcome {
             Ok(()) => Ok(()),
             Err(Problem::Args(r)) => Err(r),
-            Err(Problem::Map(what, e)) => {
+            Err(Problem::Model(what, e)) => {
                 self.spaces[s].inconsistencies += 1;
-                self.warn(line, format!("pid {pid}: {name}: {what}: the map says {e}"));
+                self.warn(line, format!("pid {pid}: {name}: {what}: {e}"));
                 Ok(())
             }
         }
@@ -744,100 +686,45 @@ impl Replayer {
             }
             let sp = &mut self.spaces[s];
             sp.known.add(r.clone());
-            let _ = sp.map.remove(r);
-            sp.map.take_effects();
+            let _ = sp.map.munmap(r.start, r.end - r.start);
         }
     }
 
-    fn file_key(fd: i64, path: Option<&str>) -> u64 {
-        // A fixed-key hasher: the same file gets the same key throughout the replay.
-        let mut h = DefaultHasher::new();
-        match path {
-            Some(p) => p.hash(&mut h),
-            None => fd.hash(&mut h),
-        }
-        path.is_some().hash(&mut h);
-        h.finish()
-    }
-
-    /// Applies a successful memory call to space `s`.
+    /// Applies a successful memory call to space `s`: the arguments parsed, the step `apply.rs`.
     fn memory(&mut self, s: usize, name: &str, args: &str, ret: u64) -> Result<(), Problem> {
         let mut a = [""; 6];
         let n = parse::split_args(args, &mut a);
         let need = |k: usize| if n >= k { Ok(()) } else { Err(Problem::Args("too few arguments")) };
         let number = |t: &str| parse::num(t).ok_or(Problem::Args("bad number"));
+        let range = |a: &[&str; 6]| -> Result<Range<u64>, Problem> {
+            page_range(number(a[0])?, number(a[1])?).ok_or(Problem::Args("bad range"))
+        };
         match name {
             "mmap" => {
                 need(6)?;
-                let len = number(a[1])?;
-                let prot = parse::flags(a[2], parse::PROT).ok_or(Problem::Args("bad protection"))?;
-                let fl = parse::flags(a[3], parse::MAP).ok_or(Problem::Args("bad mmap flags"))?;
-                let (fd, path) = parse::fd_arg(a[4]).ok_or(Problem::Args("bad descriptor"))?;
-                let off = number(a[5])?;
-                let range = page_range(ret, len).ok_or(Problem::Args("bad mmap range"))?;
-                if range.is_empty() {
-                    return Err(Problem::Args("zero-length mmap succeeded"));
-                }
-                let shared = fl & 3 == parse::MAP_SHARED || fl & 3 == 3;
-                let kind = if fl & parse::MAP_ANONYMOUS != 0 {
-                    if shared {
-                        self.shared_seq += 1;
-                        ObjKind::SharedAnon(self.shared_seq)
-                    } else {
-                        ObjKind::Anon
-                    }
-                } else {
-                    ObjKind::File(Self::file_key(fd, path))
-                };
-                let obj = Obj { kind, shared };
-                let offset = if obj.is_anonymous() { 0 } else { off & !(PAGE - 1) };
-                let mut spec = MapSpec::new(prot_of(prot), Prot::ALL)
-                    .with_inherit(if shared { Inherit::Share } else { Inherit::Copy })
-                    .with_object(obj, offset);
-                if fl & parse::MAP_GROWSDOWN != 0 {
-                    spec = spec.with_flags(EntryFlags::STACK);
-                }
-                if fl & 0x10 == 0 {
+                let flags = parse::flags(a[3], vmspace_linux::abi::MAP_NAMES).unwrap_or(0);
+                if flags & vmspace_linux::abi::MAP_FIXED == 0 {
                     // The kernel chose a free range: a munmap of it still pending in another thread
                     // had completed (strace printed the completions out of order).
-                    self.complete_pending_unmaps(s, &range);
+                    if let Some(r) = parse::num(a[1]).and_then(|len| page_range(ret, len)) {
+                        self.complete_pending_unmaps(s, &r);
+                    }
                 }
-                let sp = &mut self.spaces[s];
-                sp.known.add(range.clone());
-                sp.replace(range.clone(), spec, fl & parse::MAP_LOCKED != 0)
+                self.spaces[s].mmap(&a, ret)
             }
             "munmap" => {
                 need(2)?;
-                let range = page_range(number(a[0])?, number(a[1])?).ok_or(Problem::Args("bad range"))?;
-                let sp = &mut self.spaces[s];
-                sp.known.add(range.clone());
-                sp.map.remove(range).map_err(|e| Problem::Map("unmap", e))
+                self.spaces[s].munmap(range(&a)?)
             }
             "mprotect" | "pkey_mprotect" => {
                 need(3)?;
-                let mut range = page_range(number(a[0])?, number(a[1])?).ok_or(Problem::Args("bad range"))?;
-                let prot = parse::flags(a[2], parse::PROT).ok_or(Problem::Args("bad protection"))?;
-                let sp = &mut self.spaces[s];
-                if prot & parse::PROT_GROWSDOWN != 0
-                    && let Some(e) = sp.map.lookup_entry(range.start)
-                {
-                    range.start = e.start;
-                }
-                let p = prot_of(prot);
-                // Already so (one entry, same protection): nothing to change.
-                if let Some(e) = sp.map.lookup_entry(range.start)
-                    && e.end >= range.end
-                    && e.prot() == p
-                {
-                    return Ok(());
-                }
-                sp.on_mapped(range, |m, r| m.protect(r, p)).map_err(|e| Problem::Map("protect", e))
+                let prot = parse::flags(a[2], PROT_NAMES).ok_or(Problem::Args("bad protection"))?;
+                self.spaces[s].mprotect(range(&a)?, prot)
             }
             "madvise" => {
                 need(3)?;
-                let range = page_range(number(a[0])?, number(a[1])?).ok_or(Problem::Args("bad range"))?;
-                let adv = parse::flags(a[2], parse::MADV).ok_or(Problem::Args("bad advice"))?;
-                self.spaces[s].madvise(range, adv).map_err(|e| Problem::Map("madvise", e))
+                let adv = parse::flags(a[2], MADV_NAMES).ok_or(Problem::Args("bad advice"))?;
+                self.spaces[s].madvise(range(&a)?, adv)
             }
             "mlock" | "mlock2" | "munlock" => {
                 need(2)?;
@@ -845,63 +732,41 @@ impl Replayer {
                 let start = number(a[0])?;
                 let len = number(a[1])?;
                 let base = start & !(PAGE - 1);
-                let range =
+                let r =
                     page_range(base, len.saturating_add(start - base)).ok_or(Problem::Args("bad range"))?;
-                let sp = &mut self.spaces[s];
-                if name == "munlock" {
-                    sp.on_mapped(range, |m, r| m.unwire(r)).map_err(|e| Problem::Map("unwire", e))
+                let flags = if name == "mlock2" && n >= 3 {
+                    parse::flags(a[2], MLOCK_NAMES).ok_or(Problem::Args("bad mlock2 flags"))?
                 } else {
-                    sp.on_mapped(range, |m, r| m.wire(r)).map_err(|e| Problem::Map("wire", e))
-                }
+                    0
+                };
+                self.spaces[s].mlock(name, r, flags)
             }
             "mlockall" => {
                 need(1)?;
-                let fl = parse::flags(a[0], parse::MCL).ok_or(Problem::Args("bad mlockall flags"))?;
-                let sp = &mut self.spaces[s];
-                sp.map.set_wire_future(fl & 2 != 0);
-                if fl & 1 != 0 {
-                    sp.map.wire_all().map_err(|e| Problem::Map("wire all", e))?;
-                }
-                Ok(())
+                let fl = parse::flags(a[0], MCL_NAMES).ok_or(Problem::Args("bad mlockall flags"))?;
+                let got = self.spaces[s].map.mlockall(fl);
+                got.map(drop).map_err(|e| Problem::Model("lock all", e.to_string()))
             }
-            "munlockall" => self.spaces[s].map.unwire_all().map_err(|e| Problem::Map("unwire all", e)),
+            "munlockall" => {
+                let got = self.spaces[s].map.munlockall();
+                got.map(drop).map_err(|e| Problem::Model("unlock all", e.to_string()))
+            }
             "mseal" => {
                 need(2)?;
-                let range = page_range(number(a[0])?, number(a[1])?).ok_or(Problem::Args("bad range"))?;
-                self.spaces[s].on_mapped(range, |m, r| m.seal(r)).map_err(|e| Problem::Map("seal", e))
+                self.spaces[s].mseal(range(&a)?)
             }
-            "brk" => {
-                let sp = &mut self.spaces[s];
-                let new = ret;
-                let Some(old) = sp.brk else {
-                    sp.brk = Some(new);
-                    return Ok(());
-                };
-                sp.brk = Some(new);
-                let (o, n) = (round_up(old).unwrap_or(old), round_up(new).unwrap_or(new));
-                if n > o {
-                    sp.known.add(o..n);
-                    let spec = MapSpec::new(Prot::RW, Prot::ALL);
-                    sp.replace(o..n, spec, false)
-                } else if n < o {
-                    sp.known.add(n..o);
-                    sp.map.remove(n..o).map_err(|e| Problem::Map("shrink the heap", e))
-                } else {
-                    Ok(())
-                }
-            }
+            "brk" => self.spaces[s].brk(ret),
             "mremap" => {
                 need(3)?;
                 let old = number(a[0])?;
-                let old_size = round_up(number(a[1])?).ok_or(Problem::Args("bad size"))?;
-                let new_size = round_up(number(a[2])?).ok_or(Problem::Args("bad size"))?;
+                let (old_size, new_size) = (number(a[1])?, number(a[2])?);
                 let fl = if n >= 4 {
-                    parse::flags(a[3], parse::MREMAP).ok_or(Problem::Args("bad mremap flags"))?
+                    parse::flags(a[3], MREMAP_NAMES).ok_or(Problem::Args("bad mremap flags"))?
                 } else {
                     0
                 };
                 if ret != old
-                    && fl & 2 == 0
+                    && fl & vmspace_linux::abi::MREMAP_FIXED == 0
                     && let Some(r) = page_range(ret, new_size)
                 {
                     self.complete_pending_unmaps(s, &r);
@@ -911,57 +776,20 @@ impl Replayer {
             "shmat" => {
                 need(3)?;
                 let id = number(a[0])?;
-                let fl = parse::flags(a[2], parse::SHM).ok_or(Problem::Args("bad shmat flags"))?;
-                let Some(&size) = self.shm_sizes.get(&id) else {
-                    return Err(Problem::Map(
-                        "shmat of a segment whose shmget is not in the trace",
-                        VmError::InvalidArgument,
+                let fl = parse::flags(a[2], SHM_NAMES).ok_or(Problem::Args("bad shmat flags"))?;
+                let Some(seg) = self.shm.get(&id).cloned() else {
+                    return Err(Problem::Model(
+                        "attach",
+                        "a segment whose shmget is not in the trace".into(),
                     ));
                 };
-                let range = page_range(ret, size).ok_or(Problem::Args("bad range"))?;
-                let mut p = Prot::READ;
-                if fl & 0o10000 == 0 {
-                    p |= Prot::WRITE;
-                }
-                if fl & 0o100000 != 0 {
-                    p |= Prot::EXECUTE;
-                }
-                let spec = MapSpec::new(p, Prot::ALL)
-                    .with_inherit(Inherit::Share)
-                    .with_object(Obj { kind: ObjKind::Shm(id), shared: true }, 0);
-                let sp = &mut self.spaces[s];
-                sp.known.add(range.clone());
-                sp.replace(range, spec, false)
+                self.spaces[s].shmat(&seg, fl, ret)
             }
             "shmdt" => {
                 need(1)?;
-                let addr = number(a[0])?;
-                let sp = &mut self.spaces[s];
-                let Some(e) = sp.map.lookup_entry(addr) else { return Ok(()) };
-                let obj = *e.object();
-                let ObjKind::Shm(id) = obj.kind else { return Ok(()) };
-                let mut end = e.end;
-                if let Some(&size) = self.shm_sizes.get(&id) {
-                    end = end.max(addr.saturating_add(round_up(size).unwrap_or(0)));
-                }
-                let mut at = addr;
-                let mut pieces = Vec::new();
-                while at < end {
-                    match sp.map.lookup_entry(at) {
-                        Some(e) if *e.object() == obj => {
-                            pieces.push(at..e.end);
-                            at = e.end;
-                        }
-                        _ => break,
-                    }
-                }
-                for r in pieces {
-                    sp.known.add(r.clone());
-                    sp.map.remove(r).map_err(|e| Problem::Map("shmdt", e))?;
-                }
-                Ok(())
+                self.spaces[s].shmdt(number(a[0])?)
             }
-            _ => Ok(()), // exit, msync, mincore, remap_file_pages: no change to the map
+            _ => Ok(()), // exit, msync, mincore, remap_file_pages: no change to the memory
         }
     }
 
@@ -985,266 +813,5 @@ impl Replayer {
             1 => Ok(0),
             n => Err(format!("the trace has {n} address spaces and no execve: choose one with --pid")),
         }
-    }
-}
-
-/// Why a call could not be applied.
-#[derive(Debug)]
-enum Problem {
-    /// Its arguments did not parse: a bad line.
-    Args(&'static str),
-    /// The map refused what Linux accepted: an inconsistency.
-    Map(&'static str, VmError),
-}
-
-/// A piece of an entry: its range (clipped) and the spec that recreates it.
-struct Piece {
-    range: Range<u64>,
-    spec: MapSpec<Obj>,
-    wired: bool,
-}
-
-impl Space {
-    /// Maps `range` with `spec`, replacing what was there (`MAP_FIXED`).
-    fn replace(&mut self, range: Range<u64>, spec: MapSpec<Obj>, wire: bool) -> Result<(), Problem> {
-        self.map.remove(range.clone()).map_err(|e| Problem::Map("unmap before map", e))?;
-        self.map.insert(range.clone(), spec).map_err(|e| Problem::Map("map", e))?;
-        if wire {
-            self.map.wire(range).map_err(|e| Problem::Map("wire", e))?;
-        }
-        self.map.take_effects();
-        Ok(())
-    }
-
-    /// Runs `op` over `range`, or, when the range has holes (pages mapped before the trace), over each
-    /// run of mapped pages in it.
-    fn on_mapped(
-        &mut self,
-        range: Range<u64>,
-        mut op: impl FnMut(&mut VmMap<Obj>, Range<u64>) -> Result<(), VmError>,
-    ) -> Result<(), VmError> {
-        if range.is_empty() {
-            return Ok(());
-        }
-        let r = match op(&mut self.map, range.clone()) {
-            Err(VmError::InvalidAddress) => {
-                let mut runs: Vec<Range<u64>> = Vec::new();
-                for e in self.map.entries() {
-                    if e.end <= range.start {
-                        continue;
-                    }
-                    if e.start >= range.end {
-                        break;
-                    }
-                    let piece = e.start.max(range.start)..e.end.min(range.end);
-                    match runs.last_mut() {
-                        Some(last) if last.end == piece.start => last.end = piece.end,
-                        _ => runs.push(piece),
-                    }
-                }
-                runs.into_iter().try_for_each(|r| op(&mut self.map, r))
-            }
-            other => other,
-        };
-        self.map.take_effects();
-        r
-    }
-
-    /// The entries over `range`, clipped, with the specs that recreate them.
-    fn pieces(&self, range: Range<u64>) -> Vec<Piece> {
-        let mut out = Vec::new();
-        for e in self.map.entries() {
-            if e.end <= range.start {
-                continue;
-            }
-            if e.start >= range.end {
-                break;
-            }
-            let start = e.start.max(range.start);
-            let obj = *e.object();
-            let offset = if obj.is_anonymous() { 0 } else { e.offset().wrapping_add(start - e.start) };
-            let mut flags = e.flags();
-            flags.set(EntryFlags::COW | EntryFlags::NEEDS_COPY, false);
-            out.push(Piece {
-                range: start..e.end.min(range.end),
-                spec: MapSpec {
-                    prot: e.prot(),
-                    max_prot: e.max_prot(),
-                    inherit: e.inherit(),
-                    behavior: e.behavior(),
-                    flags,
-                    object: obj,
-                    offset,
-                },
-                wired: e.user_wired(),
-            });
-        }
-        out
-    }
-
-    fn madvise(&mut self, range: Range<u64>, adv: u64) -> Result<(), VmError> {
-        let simple = match adv {
-            0 => Some(Advice::Normal),
-            1 => Some(Advice::Random),
-            2 => Some(Advice::Sequential),
-            16 => Some(Advice::NoCore),
-            17 => Some(Advice::Core),
-            _ => None,
-        };
-        if let Some(a) = simple {
-            if let Some(e) = self.map.lookup_entry(range.start)
-                && e.end >= range.end
-            {
-                let same = match a {
-                    Advice::Normal => e.behavior() == Behavior::Normal,
-                    Advice::Random => e.behavior() == Behavior::Random,
-                    Advice::Sequential => e.behavior() == Behavior::Sequential,
-                    Advice::NoCore => e.flags().contains(EntryFlags::NOCOREDUMP),
-                    _ => !e.flags().contains(EntryFlags::NOCOREDUMP),
-                };
-                if same {
-                    return Ok(());
-                }
-            }
-            return self.on_mapped(range, |m, r| m.madvise(r, a));
-        }
-        match adv {
-            10 => self.on_mapped(range, |m, r| m.inherit(r, Inherit::None)),
-            11 | 19 => {
-                // DOFORK clears "none", KEEPONFORK clears "zero": back to share or copy by object.
-                let from = if adv == 11 { Inherit::None } else { Inherit::Zero };
-                let targets: Vec<(Range<u64>, Inherit)> = self
-                    .pieces(range)
-                    .into_iter()
-                    .filter(|p| p.spec.inherit == from)
-                    .map(|p| (p.range, if p.spec.object.shared { Inherit::Share } else { Inherit::Copy }))
-                    .collect();
-                let r = targets.into_iter().try_for_each(|(r, i)| self.map.inherit(r, i));
-                self.map.take_effects();
-                r
-            }
-            18 => {
-                // WIPEONFORK: "none" (DONTFORK) still wins at fork, as in Linux.
-                let targets: Vec<Range<u64>> = self
-                    .pieces(range)
-                    .into_iter()
-                    .filter(|p| p.spec.inherit != Inherit::None)
-                    .map(|p| p.range)
-                    .collect();
-                let r = targets.into_iter().try_for_each(|r| self.map.inherit(r, Inherit::Zero));
-                self.map.take_effects();
-                r
-            }
-            102 => self.on_mapped(range, |m, r| m.guard(r)),
-            103 => self.on_mapped(range, |m, r| m.unguard(r)),
-            _ => Ok(()),
-        }
-    }
-
-    fn mremap(&mut self, old: u64, old_size: u64, new_size: u64, fl: u64, ret: u64) -> Result<(), Problem> {
-        let bad = Problem::Args("bad mremap range");
-        let old_range = page_range(old, old_size).ok_or(Problem::Args("bad mremap range"))?;
-        if old_size == 0 {
-            // Duplicate a shared mapping at `ret`.
-            let new_range = page_range(ret, new_size).ok_or(bad)?;
-            let Some(e) = self.map.lookup_entry(old) else {
-                self.known.remove(new_range.clone());
-                return Ok(());
-            };
-            let mut p = self.pieces(old..e.end).into_iter().next().ok_or(Problem::Args("empty"))?;
-            p.spec.flags.set(EntryFlags::SEALED, false);
-            self.known.add(new_range.clone());
-            return self.replace(new_range, p.spec, false);
-        }
-        if ret == old {
-            self.known.add(old_range.clone());
-            if new_size < old_size {
-                self.known.add(old + new_size..old + old_size);
-                return self
-                    .map
-                    .remove(old + new_size..old + old_size)
-                    .map_err(|e| Problem::Map("shrink", e));
-            }
-            if new_size > old_size {
-                let grow = page_range(old + old_size, new_size - old_size).ok_or(bad)?;
-                self.known.add(grow.clone());
-                return self.extend(old_range, grow);
-            }
-            return Ok(());
-        }
-        // Moved: the first min(old, new) bytes go to `ret`, the rest of the old range goes away.
-        let new_range = page_range(ret, new_size).ok_or(bad)?;
-        let keep = old_size.min(new_size);
-        let pieces = self.pieces(old..old + keep);
-        let covered: u64 = pieces.iter().map(|p| p.range.end - p.range.start).sum();
-        if fl & 4 == 0 {
-            self.known.add(old_range.clone());
-            self.map.remove(old_range.clone()).map_err(|e| Problem::Map("unmap the old range", e))?;
-        }
-        self.map.remove(new_range.clone()).map_err(|e| Problem::Map("unmap the new range", e))?;
-        self.known.add(new_range.clone());
-        let delta = ret.wrapping_sub(old);
-        for p in pieces {
-            let r = p.range.start.wrapping_add(delta)..p.range.end.wrapping_add(delta);
-            self.replace(r, p.spec, p.wired)?;
-        }
-        if covered < keep {
-            // Part of the source was never seen (mapped before the trace): its copy is unknown too.
-            let mut at = ret;
-            let holes: Vec<Range<u64>> = {
-                let mut v = Vec::new();
-                for e in self.map.entries() {
-                    if e.end <= ret {
-                        continue;
-                    }
-                    if e.start >= ret + keep {
-                        break;
-                    }
-                    if e.start > at {
-                        v.push(at..e.start);
-                    }
-                    at = e.end;
-                }
-                if at < ret + keep {
-                    v.push(at..ret + keep);
-                }
-                v
-            };
-            for h in holes {
-                self.known.remove(h);
-            }
-        }
-        if new_size > old_size {
-            let grow = ret + old_size..ret + new_size;
-            return self.extend(ret..ret + old_size, grow);
-        }
-        Ok(())
-    }
-
-    /// Grows the mapping that ends at `base.end` over `grow` with its own attributes.
-    fn extend(&mut self, base: Range<u64>, grow: Range<u64>) -> Result<(), Problem> {
-        let last = base.end.saturating_sub(PAGE);
-        match self.pieces(last..base.end).into_iter().next() {
-            Some(p) => {
-                let mut spec = p.spec;
-                if !spec.object.is_anonymous() {
-                    spec.offset = spec.offset.wrapping_add(PAGE);
-                }
-                self.replace(grow, spec, p.wired)
-            }
-            None => {
-                self.known.remove(grow);
-                Ok(())
-            }
-        }
-    }
-}
-
-/// Whether `b` is a behaviour other than normal (for reports).
-pub fn behavior_name(b: Behavior) -> &'static str {
-    match b {
-        Behavior::Normal => "-",
-        Behavior::Sequential => "sr",
-        Behavior::Random => "rr",
     }
 }
