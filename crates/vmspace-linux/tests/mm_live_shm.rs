@@ -16,7 +16,7 @@ fn shmdt(addr: u64) -> Op {
     Op::Shmdt { addr }
 }
 
-fn cases(big: u64, small: u64) -> Vec<Case> {
+fn cases(big: u64, small: u64, huge: u64) -> Vec<Case> {
     use Errno as E;
     vec![
         case("shmat: placed by the kernel", vec![any(shmat(big, 0, 0))]),
@@ -85,6 +85,33 @@ fn cases(big: u64, small: u64) -> Vec<Case> {
             ],
         ),
         case(
+            "mremap: the tail of a segment moves",
+            vec![
+                at(shmat(huge, a(3), SHM_REMAP | SHM_RDONLY), a(3)),
+                at(remap(13, 6, 6, MREMAP_MAYMOVE | MREMAP_FIXED, 31), a(31)),
+            ],
+        ),
+        case(
+            "mremap: a move past the end of a segment's VMA is EFAULT (it moves alone)",
+            vec![
+                at(shmat(huge, a(3), 0), a(3)),
+                err(remap(16, 6, 6, MREMAP_MAYMOVE | MREMAP_FIXED, 34), E::EFAULT),
+            ],
+        ),
+        case(
+            "mprotect: pieces of a segment do not merge back over a whole middle VMA (shm_close)",
+            vec![
+                at(shmat(huge, a(3), 0), a(3)),
+                ok(prot(15, 2, PROT_NONE)),
+                ok(prot(10, 3, PROT_READ)),
+                ok(prot(12, 3, PROT_NONE)),
+            ],
+        ),
+        case(
+            "mprotect: a segment's piece merges into its neighbour when no VMA goes",
+            vec![at(shmat(huge, a(3), 0), a(3)), ok(prot(5, 2, PROT_READ)), ok(prot(5, 1, RW))],
+        ),
+        case(
             "shmdt: a sealed segment stays and the call succeeds",
             vec![
                 at(shmat(small, a(0), 0), a(0)),
@@ -100,11 +127,11 @@ fn cases(big: u64, small: u64) -> Vec<Case> {
 }
 
 #[test]
-fn shm_attach_and_detach_equal_the_kernel() {
+fn shm_attach_detach_and_their_vmas_equal_the_kernel() {
     let files = memfds(16);
-    let segs = ShmSegments::new(&[3 * P + 100, 2 * P]);
-    let (big, small) = (segs.files[0].inode, segs.files[1].inode);
-    let all = cases(big, small);
+    let segs = ShmSegments::new(&[3 * P + 100, 2 * P, 16 * P]);
+    let (big, small, huge) = (segs.files[0].inode, segs.files[1].inode, segs.files[2].inode);
+    let all = cases(big, small, huge);
     let failures = run_cases_with(&files, &segs.files, &all);
     println!("{} cases, {} differ", all.len(), failures.len());
     assert!(

@@ -77,6 +77,8 @@ impl Mm {
         let right = next.as_ref().is_some_and(|n| {
             Self::can_merge_before(n, p)
                 && (!left || pair_compatible(prev.as_ref().and_then(|v| v.anon), n.anon))
+                // Merging both sides removes next, which a VMA with a close operation forbids.
+                && (!left || self.removable(n))
         });
         match (left, right) {
             (false, false) => None,
@@ -129,7 +131,12 @@ impl Mm {
             let mr = next.as_ref().is_some_and(|n| {
                 Self::can_merge_before(n, &p)
                     && (!ml || pair_compatible(prev.as_ref().and_then(|v| v.anon), n.anon))
+                    // Merging both sides removes next, which a VMA with a close operation forbids.
+                    && (!ml || self.removable(n))
             });
+            // A merge over the whole middle removes it: not a VMA with a close operation.
+            let (ml, mr) =
+                if left_side && right_side && !self.removable(&mid) { (false, false) } else { (ml, mr) };
             match (ml, mr) {
                 (true, true) => {
                     let (pv, nx) = (prev.expect("prev"), next.expect("next"));
@@ -184,6 +191,17 @@ impl Mm {
         v.flags = flags;
         v.label = label.clone();
         Ok(start)
+    }
+
+    /// `can_merge_remove_vma`: may a merge remove `v`? Not when it has a `close` operation.
+    fn removable(&self, v: &Vma) -> bool {
+        !self.has_close(v)
+    }
+
+    /// Whether `v` is a System V segment's (`shm_vm_ops`): of the mappings modelled, the only ones with
+    /// a `close` operation, and whose file places mappings itself (`shm_get_unmapped_area`).
+    pub(super) fn has_close(&self, v: &Vma) -> bool {
+        v.file.is_some_and(|f| self.shm_files.contains(&f))
     }
 
     /// `anon_vma_prepare`: gives the VMA at `key` an `anon_vma`, reusing a compatible neighbour's

@@ -273,6 +273,11 @@ impl Mm {
             }
             let offset = if seen { v.start - last_end } else { 0 };
             last_end = v.end;
+            // vma_multi_allowed: a file with a get_unmapped_area of its own that may not honour
+            // MREMAP_FIXED (of those modelled, System V segments' shm_get_unmapped_area) moves alone.
+            if self.has_close(&v) && (seen || v.end < end) {
+                return Err(Errno::EFAULT);
+            }
             let mut one =
                 Req { addr: a, old_len: len, new_len: len, flags: r.flags, new_addr: target + offset };
             self.check_prep(&v, &mut one)?;

@@ -169,3 +169,50 @@ pub fn attrs_mergeable(a_flags: u64, a_file: Option<u64>, a_label: &Label, b: &V
         && a_label == &b.label
         && !matches!(a_label, Label::Special(_))
 }
+
+/// The `VM_*` bits this model keeps, of a VMA whose `smaps` line says `VmFlags: f` (what
+/// [`super::Mm::adopt`] takes). The first 32 mnemonics are the `VM_*` bits of the same number (the
+/// kernel prints them by bit); `dp` and `sl` are the high bits above. Flags the model does not keep
+/// (userfaultfd, the guard hint `gu`, arch bits) are left out.
+pub fn vm_flags_of(f: crate::proc::vmflags::VmFlags) -> u64 {
+    const KEPT: u64 = VM_READ
+        | VM_WRITE
+        | VM_EXEC
+        | VM_SHARED
+        | VM_MAYREAD
+        | VM_MAYWRITE
+        | VM_MAYEXEC
+        | VM_MAYSHARE
+        | VM_GROWSDOWN
+        | VM_PFNMAP
+        | VM_LOCKED
+        | VM_IO
+        | VM_SEQ_READ
+        | VM_RAND_READ
+        | VM_DONTCOPY
+        | VM_DONTEXPAND
+        | VM_LOCKONFAULT
+        | VM_ACCOUNT
+        | VM_NORESERVE
+        | VM_HUGETLB
+        | VM_SYNC
+        | VM_WIPEONFORK
+        | VM_DONTDUMP
+        | VM_SOFTDIRTY
+        | VM_MIXEDMAP
+        | VM_HUGEPAGE
+        | VM_NOHUGEPAGE
+        | VM_MERGEABLE
+        | VM_DROPPABLE
+        | VM_SEALED;
+    let bits =
+        crate::proc::vmflags::NAMES.iter().enumerate().filter(|(_, n)| f.has(n)).fold(0, |v, (i, n)| {
+            v | match *n {
+                "dp" => VM_DROPPABLE,
+                "sl" => VM_SEALED,
+                _ if i < 32 => 1 << i,
+                _ => 0,
+            }
+        });
+    bits & KEPT
+}

@@ -6,8 +6,9 @@
 //! ranges earlier placement calls returned, or at the break above where the child started, so the
 //! child's own code, stack, buffers and heap are never touched.
 
-use super::{Divergence, Kernel, Op, TestFile};
+use super::{Divergence, Kernel, Op, ShmSegments, TestFile};
 use vmspace_linux::abi::*;
+use vmspace_linux::mm::FileRef;
 use vmspace_linux::mm::{VM_SHARED, VM_WRITE};
 
 /// The owned region: far from the program, its heap, libraries and stack.
@@ -51,6 +52,8 @@ struct Gen {
     placed: Vec<(u64, u64)>,
     forks: u32,
     brk0: u64,
+    /// The System V segments calls may attach (their shmids).
+    shm: Vec<u64>,
 }
 
 const PROTS: &[u64] = &[
@@ -262,6 +265,14 @@ impl Gen {
                     0,
                 ]),
             },
+            92..=94 if !self.shm.is_empty() => {
+                if r.chance(35) {
+                    return Op::Shmdt { addr: if r.chance(80) { addr & !(P - 1) } else { addr } };
+                }
+                let shmid = if r.chance(3) { 1 << 30 } else { r.pick(&self.shm) };
+                let flags = r.pick(&[0, 0, SHM_RDONLY, SHM_RND, SHM_REMAP, SHM_EXEC, SHM_RDONLY | SHM_REMAP]);
+                Op::Shmat { shmid, addr: if r.chance(40) { 0 } else { addr }, flags }
+            }
             82..=94 => {
                 let flags = r.pick(&[
                     0,
@@ -341,6 +352,7 @@ impl Gen {
                 Some((*a, (*len).div_ceil(P) * P))
             }
             (Op::Mremap { new, .. }, Ok(a)) => Some((*a, (*new).div_ceil(P) * P)),
+            (Op::Shmat { addr: 0, .. }, Ok(a)) => Some((*a, 16 * P)),
             _ => None,
         };
         if let Some((a, l)) = add.filter(|(a, l)| !owned(*a) && *l > 0) {
@@ -362,10 +374,11 @@ pub struct Report {
 }
 
 /// Runs one child's sequence of `n` steps from `seed`; returns the ops made and the divergence if any.
-fn run_seq(files: &[TestFile], seed: u64, n: usize) -> (Vec<Op>, Option<Box<Divergence>>) {
+fn run_seq(files: &[TestFile], shm: &[FileRef], seed: u64, n: usize) -> (Vec<Op>, Option<Box<Divergence>>) {
     let mut r = Rng::new(seed);
     let mut k = Kernel::start(files);
-    let mut g = Gen { brk0: k.mm.brk, ..Gen::default() };
+    k.shm = shm.to_vec();
+    let mut g = Gen { brk0: k.mm.brk, shm: shm.iter().map(|f| f.inode).collect(), ..Gen::default() };
     let mut ops = Vec::new();
     for _ in 0..n {
         let op = g.op(&mut r, &k);
@@ -393,9 +406,10 @@ fn run_seq(files: &[TestFile], seed: u64, n: usize) -> (Vec<Op>, Option<Box<Dive
 
 /// Replays `ops` in a fresh child; whether (and where) it diverges. A candidate whose calls would aim
 /// outside what this replay owns (placement differs once steps are dropped) counts as not diverging.
-fn replay(files: &[TestFile], ops: &[Op]) -> Option<Box<Divergence>> {
+fn replay(files: &[TestFile], shm: &[FileRef], ops: &[Op]) -> Option<Box<Divergence>> {
     let mut k = Kernel::start(files);
-    let mut g = Gen { brk0: k.mm.brk, ..Gen::default() };
+    k.shm = shm.to_vec();
+    let mut g = Gen { brk0: k.mm.brk, shm: shm.iter().map(|f| f.inode).collect(), ..Gen::default() };
     for op in ops {
         if !g.owns(op) {
             return None;
@@ -409,8 +423,13 @@ fn replay(files: &[TestFile], ops: &[Op]) -> Option<Box<Divergence>> {
 }
 
 /// Drops steps while the divergence persists (at most `budget` replays).
-pub fn shrink(files: &[TestFile], mut ops: Vec<Op>, budget: usize) -> (Vec<Op>, Box<Divergence>) {
-    let mut last = replay(files, &ops).expect("the sequence diverges");
+pub fn shrink(
+    files: &[TestFile],
+    shm: &[FileRef],
+    mut ops: Vec<Op>,
+    budget: usize,
+) -> (Vec<Op>, Box<Divergence>) {
+    let mut last = replay(files, shm, &ops).expect("the sequence diverges");
     ops.truncate(last.step + 1);
     let mut tries = 0;
     let mut i = ops.len().saturating_sub(1);
@@ -419,7 +438,7 @@ pub fn shrink(files: &[TestFile], mut ops: Vec<Op>, budget: usize) -> (Vec<Op>, 
         let mut cand = ops.clone();
         cand.remove(i);
         tries += 1;
-        if let Some(d) = replay(files, &cand) {
+        if let Some(d) = replay(files, shm, &cand) {
             cand.truncate(d.step + 1);
             ops = cand;
             last = d;
@@ -442,6 +461,8 @@ pub fn as_case(ops: &[Op], d: &Divergence) -> String {
 
 /// Runs `total` steps in sequences of [`SEQ`] from `seed`; shrinks and prints each divergence.
 pub fn run(files: &[TestFile], seed: u64, total: u64, mut progress: impl FnMut(u64)) -> Report {
+    // Segments of 3 pages and a bit, 2 and 16 pages, removed when the run ends.
+    let segs = ShmSegments::new(&[3 * P + 100, 2 * P, 16 * P]);
     let mut done = 0;
     let mut divergences = Vec::new();
     let mut seq = 0u64;
@@ -449,13 +470,16 @@ pub fn run(files: &[TestFile], seed: u64, total: u64, mut progress: impl FnMut(u
         let n = SEQ.min((total - done) as usize);
         let s = seed.wrapping_add(seq.wrapping_mul(0x1000_0001));
         seq += 1;
-        let (ops, d) = run_seq(files, s, n);
+        let (ops, d) = run_seq(files, &segs.files, s, n);
         done += ops.len() as u64;
         if let Some(first) = d {
             // A child that died or hung is reported as found: replaying it costs a timeout each time.
             let lost = first.kernel == Err(Errno::EIO);
-            let shrunk =
-                if lost { None } else { replay(files, &ops).map(|_| shrink(files, ops.clone(), 200)) };
+            let shrunk = if lost {
+                None
+            } else {
+                replay(files, &segs.files, &ops).map(|_| shrink(files, &segs.files, ops.clone(), 200))
+            };
             let text = match shrunk {
                 Some((short, d)) => as_case(&short, &d),
                 None if lost => String::from("(the child was lost: not shrunk)"),

@@ -577,42 +577,9 @@ impl Kernel {
     }
 }
 
-/// `VmFlags` mnemonics (`show_smap_vma_flags`) as `VM_*` bits. Test-only: the crate's own parser
-/// lives in `proc::smaps`.
+/// `VmFlags` mnemonics as the model's `VM_*` bits.
 fn vm_flags(text: &str) -> u64 {
-    use vmspace_linux::mm::*;
-    let table: &[(&str, u64)] = &[
-        ("rd", VM_READ),
-        ("wr", VM_WRITE),
-        ("ex", VM_EXEC),
-        ("sh", VM_SHARED),
-        ("mr", VM_MAYREAD),
-        ("mw", VM_MAYWRITE),
-        ("me", VM_MAYEXEC),
-        ("ms", VM_MAYSHARE),
-        ("gd", VM_GROWSDOWN),
-        ("pf", VM_PFNMAP),
-        ("lo", VM_LOCKED),
-        ("io", VM_IO),
-        ("sr", VM_SEQ_READ),
-        ("rr", VM_RAND_READ),
-        ("dc", VM_DONTCOPY),
-        ("de", VM_DONTEXPAND),
-        ("lf", VM_LOCKONFAULT),
-        ("ac", VM_ACCOUNT),
-        ("nr", VM_NORESERVE),
-        ("ht", VM_HUGETLB),
-        ("sf", VM_SYNC),
-        ("wf", VM_WIPEONFORK),
-        ("dd", VM_DONTDUMP),
-        ("sd", VM_SOFTDIRTY),
-        ("mm", VM_MIXEDMAP),
-        ("hg", VM_HUGEPAGE),
-        ("nh", VM_NOHUGEPAGE),
-        ("mg", VM_MERGEABLE),
-        ("sl", VM_SEALED),
-    ];
-    text.split_whitespace().filter_map(|m| table.iter().find(|(n, _)| *n == m)).fold(0, |a, (_, v)| a | v)
+    vmspace_linux::mm::vm_flags_of(vmspace_linux::proc::vmflags::VmFlags::parse(text))
 }
 
 /// What the model cannot know: the inode shmem gives each shared anonymous mapping.
