@@ -27,6 +27,7 @@ const PROG_C: &str = r#"
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -51,6 +52,14 @@ int main(void) {
     for (int i = 0; i < 3; i++) pthread_create(&t[i], 0, work, 0);
     for (int i = 0; i < 3; i++) pthread_join(t[i], 0);
     void *b = sbrk(0); brk((char *)b + 300000); brk(b);
+    int seg = shmget(IPC_PRIVATE, 5 * 4096 + 7, IPC_CREAT | 0600);
+    char *s1 = shmat(seg, 0, 0), *s2 = shmat(seg, 0, SHM_RDONLY);
+    mprotect(s1 + 4096, 4096, PROT_READ);
+    munmap(s1 + 3 * 4096, 4096);
+    shmdt(s1);
+    shmdt(s2 + 4096);                           /* EINVAL: no segment starts there */
+    shmat(seg + 1000, 0, 0);                    /* EINVAL: no such segment */
+    shmctl(seg, IPC_RMID, 0);
     pid_t c = fork();
     if (c == 0) { work(0); _exit(0); }
     waitpid(c, 0, 0);

@@ -156,8 +156,10 @@ fn drive(first: i32, t: &mut Tracees, sum: &mut Summary, out: &mut dyn Write) ->
                             ptrace::resume(tid, 0)?;
                             continue;
                         };
-                        let file =
-                            calls::fd_argument(name, &args).and_then(|fd| procinfo::file_info(tid, fd));
+                        let file = match name {
+                            "shmat" => procinfo::segment_info(args[0] as i32),
+                            _ => calls::fd_argument(name, &args).and_then(|fd| procinfo::file_info(tid, fd)),
+                        };
                         clock += 1;
                         if name == "exit" || name == "exit_group" {
                             // Never returns: written now, with the result 0.

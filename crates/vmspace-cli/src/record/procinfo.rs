@@ -103,6 +103,29 @@ pub fn file_info(tid: i32, fd: i32) -> Option<FileInfo> {
     })
 }
 
+/// The System V segment `shmid` (for `shmat`), from `/proc/sysvipc/shm`, as the file `maps` will name
+/// it: `/SYSV%08x (deleted)` with its key, on the shm mount (`0:1`), its inode the shmid, its size and
+/// permission bits; `flags` is O_RDWR (the kernel checks the caller's IPC permissions itself).
+pub fn segment_info(shmid: i32) -> Option<FileInfo> {
+    let table = fs::read_to_string("/proc/sysvipc/shm").ok()?;
+    table.lines().skip(1).find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.len() < 4 || w[1].parse::<i32>().ok()? != shmid {
+            return None;
+        }
+        let key = w[0].parse::<i32>().ok()? as u32;
+        Some(FileInfo {
+            path: format!("/SYSV{key:08x} (deleted)"),
+            dev: (0, 1),
+            inode: shmid as u64,
+            size: w[3].parse().ok()?,
+            flags: 2,
+            mode: u32::from_str_radix(w[2], 8).ok()?,
+            fs_type: 0,
+        })
+    })
+}
+
 /// The thread-group id of `tid` (`Tgid:` of `/proc/TID/status`).
 pub fn tgid(tid: i32) -> Option<i32> {
     let s = fs::read_to_string(format!("/proc/{tid}/status")).ok()?;

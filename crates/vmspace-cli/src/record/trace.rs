@@ -50,7 +50,8 @@ pub enum Event {
         args: [u64; 6],
         /// The raw result: the value, or `-errno`.
         ret: i64,
-        /// For `mmap` of a file: what the descriptor named when the call was made.
+        /// For `mmap` of a file: what the descriptor named when the call was made; for `shmat`: the
+        /// segment, as the file it maps.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<FileInfo>,
         /// When the call entered and when it returned, on one clock of the recorder's stops. Lines come

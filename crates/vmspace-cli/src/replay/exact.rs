@@ -38,7 +38,7 @@ pub struct Report {
     pub placements: u64,
     /// Of those, how many `Mm` chose the same.
     pub placements_equal: u64,
-    /// Calls `Mm` does not model (`process_madvise`, `remap_file_pages`, `shmat`, `shmdt`), not compared.
+    /// Calls `Mm` does not model (`process_madvise`, `remap_file_pages`), not compared.
     pub unmodelled: u64,
     /// Processes followed.
     pub processes: u64,
@@ -378,6 +378,12 @@ fn apply(mm: &mut Mm, c: &Call) -> Option<(i64, bool)> {
         "munlockall" => (mm.munlockall(), false),
         "mseal" => (mm.mseal(a[0], a[1], a[2]), false),
         "msync" => (mm.msync(a[0], a[1], a[2]), false),
+        // The segment as the recorder saw it at the call (an unknown shmid has none: EINVAL).
+        "shmat" => match &fileref {
+            Some(seg) => (mm.shmat(seg, a[1], a[2]), a[1] == 0),
+            None => (Err(Errno::EINVAL), false),
+        },
+        "shmdt" => (mm.shmdt(a[0]), false),
         _ => return None,
     };
     Some((
@@ -391,7 +397,7 @@ fn apply(mm: &mut Mm, c: &Call) -> Option<(i64, bool)> {
 
 /// Whether `Mm` leaves call `name` out (it is counted, not compared).
 fn unmodelled(name: &str, args: &[u64; 6]) -> bool {
-    matches!(name, "process_madvise" | "remap_file_pages" | "shmat" | "shmdt")
+    matches!(name, "process_madvise" | "remap_file_pages")
         || (name == "pkey_mprotect" && args[3] as i32 != -1)
 }
 
@@ -469,7 +475,9 @@ fn file_ref(f: &FileInfo, fd: u64) -> FileRef {
         writable: acc == 1 || acc == 2,
         append: f.flags & O_APPEND != 0,
         noexec: false,
-        shmem: f.path.starts_with("/memfd:") || f.path.starts_with("/dev/shm/"),
+        shmem: f.path.starts_with("/memfd:")
+            || f.path.starts_with("/dev/shm/")
+            || f.path.starts_with("/SYSV"),
         mappable: true,
         size: f.size,
         // ext2/3/4 and xfs place mappings with thp_get_unmapped_area.
