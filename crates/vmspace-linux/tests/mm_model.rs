@@ -213,3 +213,19 @@ fn replay_like_mix_throughput_is_printed() {
     );
     assert!(mm.check_invariants().is_ok());
 }
+
+/// `maps` names `[heap]` the VMAs that overlap `[start_brk, brk)` (`vma_is_initial_heap`, strict
+/// bounds): not the bss ending at `start_brk` (seen without address randomisation, where the heap
+/// starts right after it), and nothing while the heap is empty.
+#[test]
+fn heap_is_named_by_strict_bounds() {
+    let start_brk = 0x5555_5556_d000;
+    let mut mm = Mm::new(Params::default(), Layout { start_brk, brk: start_brk, ..Layout::default() });
+    let bss = start_brk - 4 * 4096;
+    let fixed = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED;
+    assert_eq!(mm.mmap(bss, 4 * 4096, PROT_READ, fixed, None, 0), Ok(bss));
+    assert_eq!(mm.maps()[0].name, "", "empty heap: the bss is not it");
+    assert_eq!(mm.brk(start_brk + 8 * 4096), start_brk + 8 * 4096);
+    let names: Vec<String> = mm.maps().into_iter().map(|l| l.name).collect();
+    assert_eq!(names, ["", "[heap]"], "the bss, then the heap");
+}

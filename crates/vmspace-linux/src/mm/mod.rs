@@ -427,7 +427,8 @@ impl Mm {
         let name = match (file, &v.label) {
             (Some(f), _) => f.name.clone(),
             (None, Label::Special(n)) => n.clone(),
-            _ if v.start <= self.brk && v.end >= self.start_brk => String::from("[heap]"),
+            // vma_is_initial_heap (strict) and vma_is_initial_stack (inclusive).
+            _ if v.start < self.brk && v.end > self.start_brk => String::from("[heap]"),
             _ if v.start <= self.start_stack && v.end >= self.start_stack => String::from("[stack]"),
             (None, Label::AnonName(n)) => alloc::format!("[anon:{n}]"),
             (None, Label::None) => String::new(),
