@@ -52,8 +52,8 @@ struct Gen {
     placed: Vec<(u64, u64)>,
     forks: u32,
     brk0: u64,
-    /// The System V segments calls may attach (their shmids).
-    shm: Vec<u64>,
+    /// The System V segments calls may attach: (shmid, size in bytes).
+    shm: Vec<(u64, u64)>,
 }
 
 const PROTS: &[u64] = &[
@@ -269,9 +269,11 @@ impl Gen {
                 if r.chance(35) {
                     return Op::Shmdt { addr: if r.chance(80) { addr & !(P - 1) } else { addr } };
                 }
-                let shmid = if r.chance(3) { 1 << 30 } else { r.pick(&self.shm) };
+                let shmid = if r.chance(3) { 1 << 30 } else { r.pick(&self.shm).0 };
                 let flags = r.pick(&[0, 0, SHM_RDONLY, SHM_RND, SHM_REMAP, SHM_EXEC, SHM_RDONLY | SHM_REMAP]);
-                Op::Shmat { shmid, addr: if r.chance(40) { 0 } else { addr }, flags }
+                // At an address only in the owned region (see `owns`), sometimes unaligned.
+                let at = BASE + r.below(PAGES) * P + if r.chance(5) { 1 + r.below(P - 1) } else { 0 };
+                Op::Shmat { shmid, addr: if r.chance(40) { 0 } else { at }, flags }
             }
             82..=94 => {
                 let flags = r.pick(&[
@@ -340,7 +342,15 @@ impl Gen {
             | Op::Mremap { addr, .. } => ok(addr),
             Op::Mlockall { .. } | Op::Munlockall | Op::Brk { .. } | Op::Fork | Op::Setrlimit { .. } => true,
             Op::Touch { addr } | Op::Shmdt { addr } => ok(addr),
-            Op::Shmat { addr, flags, .. } => (addr == 0 && flags & SHM_REMAP == 0) || ok(addr),
+            Op::Shmat { shmid, addr, flags } => {
+                // An attach at an address maps the whole segment there: all of it must be ours.
+                let size =
+                    self.shm.iter().find(|(id, _)| *id == shmid).map_or(P, |(_, size)| size.div_ceil(P) * P);
+                let (a, end) = (addr & !(P - 1), (addr & !(P - 1)).saturating_add(size));
+                let inside = |s: u64, l: u64| a >= s && end <= s + l;
+                // Only in the owned region: placed ranges lie among the child's own mappings.
+                (addr == 0 && flags & SHM_REMAP == 0) || inside(BASE, OWNED)
+            }
         }
     }
 
@@ -352,7 +362,10 @@ impl Gen {
                 Some((*a, (*len).div_ceil(P) * P))
             }
             (Op::Mremap { new, .. }, Ok(a)) => Some((*a, (*new).div_ceil(P) * P)),
-            (Op::Shmat { addr: 0, .. }, Ok(a)) => Some((*a, 16 * P)),
+            // Placed: as much as the segment maps, no more (the vDSO may lie right above).
+            (Op::Shmat { shmid, addr: 0, .. }, Ok(a)) => {
+                self.shm.iter().find(|(id, _)| id == shmid).map(|(_, size)| (*a, size.div_ceil(P) * P))
+            }
             _ => None,
         };
         if let Some((a, l)) = add.filter(|(a, l)| !owned(*a) && *l > 0) {
@@ -378,7 +391,8 @@ fn run_seq(files: &[TestFile], shm: &[FileRef], seed: u64, n: usize) -> (Vec<Op>
     let mut r = Rng::new(seed);
     let mut k = Kernel::start(files);
     k.shm = shm.to_vec();
-    let mut g = Gen { brk0: k.mm.brk, shm: shm.iter().map(|f| f.inode).collect(), ..Gen::default() };
+    let mut g =
+        Gen { brk0: k.mm.brk, shm: shm.iter().map(|f| (f.inode, f.size)).collect(), ..Gen::default() };
     let mut ops = Vec::new();
     for _ in 0..n {
         let op = g.op(&mut r, &k);
@@ -409,7 +423,8 @@ fn run_seq(files: &[TestFile], shm: &[FileRef], seed: u64, n: usize) -> (Vec<Op>
 fn replay(files: &[TestFile], shm: &[FileRef], ops: &[Op]) -> Option<Box<Divergence>> {
     let mut k = Kernel::start(files);
     k.shm = shm.to_vec();
-    let mut g = Gen { brk0: k.mm.brk, shm: shm.iter().map(|f| f.inode).collect(), ..Gen::default() };
+    let mut g =
+        Gen { brk0: k.mm.brk, shm: shm.iter().map(|f| (f.inode, f.size)).collect(), ..Gen::default() };
     for op in ops {
         if !g.owns(op) {
             return None;
