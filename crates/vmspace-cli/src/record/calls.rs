@@ -2,8 +2,9 @@
 //! every call that changes or asks about a process's mappings, and the process calls that make,
 //! replace or end address spaces.
 
-/// `(number, name)` of every traced call.
-#[cfg(target_arch = "x86_64")]
+/// `(number, name)` of every traced call (`fork` and `vfork` exist on x86-64 only; aarch64 has
+/// `clone` alone).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub const TRACED: &[(i64, &str)] = &[
     (libc::SYS_mmap, "mmap"),
     (libc::SYS_munmap, "munmap"),
@@ -25,37 +26,10 @@ pub const TRACED: &[(i64, &str)] = &[
     (libc::SYS_shmdt, "shmdt"),
     (libc::SYS_clone, "clone"),
     (libc::SYS_clone3, "clone3"),
+    #[cfg(target_arch = "x86_64")]
     (libc::SYS_fork, "fork"),
+    #[cfg(target_arch = "x86_64")]
     (libc::SYS_vfork, "vfork"),
-    (libc::SYS_execve, "execve"),
-    (libc::SYS_execveat, "execveat"),
-    (libc::SYS_exit, "exit"),
-    (libc::SYS_exit_group, "exit_group"),
-];
-
-/// `(number, name)` of every traced call.
-#[cfg(target_arch = "aarch64")]
-pub const TRACED: &[(i64, &str)] = &[
-    (libc::SYS_mmap, "mmap"),
-    (libc::SYS_munmap, "munmap"),
-    (libc::SYS_mprotect, "mprotect"),
-    (libc::SYS_pkey_mprotect, "pkey_mprotect"),
-    (libc::SYS_mremap, "mremap"),
-    (libc::SYS_brk, "brk"),
-    (libc::SYS_madvise, "madvise"),
-    (libc::SYS_process_madvise, "process_madvise"),
-    (libc::SYS_mlock, "mlock"),
-    (libc::SYS_mlock2, "mlock2"),
-    (libc::SYS_munlock, "munlock"),
-    (libc::SYS_mlockall, "mlockall"),
-    (libc::SYS_munlockall, "munlockall"),
-    (libc::SYS_mseal, "mseal"),
-    (libc::SYS_msync, "msync"),
-    (libc::SYS_remap_file_pages, "remap_file_pages"),
-    (libc::SYS_shmat, "shmat"),
-    (libc::SYS_shmdt, "shmdt"),
-    (libc::SYS_clone, "clone"),
-    (libc::SYS_clone3, "clone3"),
     (libc::SYS_execve, "execve"),
     (libc::SYS_execveat, "execveat"),
     (libc::SYS_exit, "exit"),
