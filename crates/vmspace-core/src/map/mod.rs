@@ -21,8 +21,16 @@ mod fork;
 mod lookup;
 mod ops;
 mod stack;
+// The `BTreeMap` store (the tree's test oracle) and the tree itself are public only for the crate's own
+// tests and examples, which enable `testing` through a self dev-dependency.
+#[cfg(feature = "testing")]
 pub mod store;
+#[cfg(not(feature = "testing"))]
+pub(crate) mod store;
+#[cfg(feature = "testing")]
 pub mod tree;
+#[cfg(not(feature = "testing"))]
+pub(crate) mod tree;
 pub mod types;
 
 use alloc::vec::Vec;

@@ -261,6 +261,7 @@ impl<V> Tree<V> {
     }
 
     /// Whether the tree holds no item.
+    #[cfg(any(test, feature = "testing"))]
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
