@@ -81,11 +81,11 @@ pub fn run_cases(files: &[TestFile], all: &[Case]) -> Vec<String> {
         for (op, want) in &c.ops {
             match k.step(*op) {
                 Ok(got) => {
-                    if let Some(w) = want {
-                        if got != *w {
-                            fail = Some(format!("{op:?}: kernel answered {got:?}, the case expects {w:?}"));
-                            break;
-                        }
+                    if let Some(w) = want
+                        && got != *w
+                    {
+                        fail = Some(format!("{op:?}: kernel answered {got:?}, the case expects {w:?}"));
+                        break;
                     }
                 }
                 Err(d) => {
