@@ -330,7 +330,7 @@ fn round_up(x: u64) -> Option<u64> {
 
 /// `[addr, addr + round_up(len))`, or `None` when unaligned or overflowing.
 fn page_range(addr: u64, len: u64) -> Option<Range<u64>> {
-    if addr % PAGE != 0 {
+    if !addr.is_multiple_of(PAGE) {
         return None;
     }
     let end = addr.checked_add(round_up(len)?)?;
@@ -620,7 +620,7 @@ impl Replayer {
     }
 
     fn sample(&mut self, force: bool) {
-        if !force && self.calls % self.stride != 0 {
+        if !force && !self.calls.is_multiple_of(self.stride) {
             return;
         }
         if self.samples.len() >= MAX_SAMPLES {
