@@ -7,8 +7,9 @@
 
 use alloc::vec::Vec;
 
-use super::node::{FreeList, Inner, Leaf, Node};
-use super::{FREE, ICAP, IMIN, INNER_SLOP, LCAP, LEAF_SLOP, NIL, StoreFull, Tree};
+use super::node::{FREE, FreeList, ICAP, IMIN, Inner, LCAP, Leaf, NIL, Node};
+use super::{INNER_SLOP, LEAF_SLOP, Tree};
+use crate::map::store::StoreFull;
 
 impl<V> Tree<V> {
     pub(super) fn alloc_leaf(&mut self) -> u32 {

@@ -3,9 +3,9 @@
 //!
 //! Invariant: checking changes nothing (it takes `&self` and does not touch the hint).
 
+use super::Tree;
 use super::gap::gap_before;
-use super::node::{FreeList, Node};
-use super::{ICAP, IMIN, NIL, Tree};
+use super::node::{FreeList, ICAP, IMIN, NIL, Node};
 
 impl<V> Tree<V> {
     /// Checks the tree's invariants (module documentation), including that every stored `max_free` equals a

@@ -5,8 +5,9 @@
 //! summaries of the leaves it touched fixed (or listed in the open batch); every change to inner keys or
 //! children forgets the finger. The caller guarantees that the items it adds overlap nothing.
 
-use super::node::{transfer, transfer_entries, two_mut};
-use super::{ICAP, IMIN, Item, LCAP, LMIN, NIL, Pos, Tree};
+use super::node::{ICAP, IMIN, LCAP, LMIN, NIL, transfer, transfer_entries, two_mut};
+use super::{Pos, Tree};
+use crate::map::store::Item;
 
 impl<V> Tree<V> {
     fn set_parent(&mut self, kid: u32, kid_level: u32, p: u32) {

@@ -6,8 +6,9 @@
 //! first entry that is already right. Inside a batch only the leaves in `dirty` may lag, and `find_gap`
 //! and `largest_gap` are not called.
 
-use super::node::count_items_le;
-use super::{DIRTY_MAX, FREE, GapRequest, Item, NIL, Tree};
+use super::node::{FREE, NIL, count_items_le};
+use super::{DIRTY_MAX, Tree};
+use crate::map::store::{GapRequest, Item};
 
 /// A gap request normalised against the tree's bounds.
 struct Ctx {

@@ -54,10 +54,11 @@
 //!
 //! # Files
 //!
-//! One job each: `node` (the two node kinds and the arenas' free lists), `search` (descents, positions,
-//! queries and iteration), `gap` (the `max_free` augmentation, batches and `find_gap`), `edit` (insert,
-//! remove, bounds and run changes with the splits and merges they cause), `arena` (node allocation and
-//! reservation), `check` (the invariant checker).
+//! One job each, in layers (a file uses only the ones before it, and this one only `node`): `node` (the
+//! two node kinds, their sizes and the arenas' free lists), `search` (descents, positions, queries and
+//! iteration), `gap` (the `max_free` augmentation, batches and `find_gap`), `arena` (node allocation and
+//! reservation), `edit` (insert, remove, bounds and run changes with the splits and merges they cause),
+//! `check` (the invariant checker).
 
 mod arena;
 mod check;
@@ -69,33 +70,10 @@ mod search;
 mod tests;
 
 use alloc::vec::Vec;
-use core::fmt;
 use core::sync::atomic::AtomicU64;
 
-use super::store::{GapRequest, Item, StoreFull};
+use node::{FreeList, Inner, Leaf, NIL};
 
-use node::{FreeList, Inner, Leaf};
-
-/// Items per leaf. Unit tests use tiny nodes so that short operation sequences build deep trees.
-#[cfg(not(test))]
-const LCAP: usize = 32;
-#[cfg(test)]
-const LCAP: usize = 4;
-/// Children per inner node.
-#[cfg(not(test))]
-const ICAP: usize = 32;
-#[cfg(test)]
-const ICAP: usize = 4;
-/// A non-root leaf below this many items is merged with or refilled from a sibling after a removal.
-const LMIN: usize = LCAP / 3 + 1;
-/// A non-root inner node keeps at least this many children.
-const IMIN: usize = ICAP / 3 + 1;
-const _: () = assert!(IMIN >= 2 && 2 * IMIN - 1 <= ICAP && 2 * LMIN - 1 <= LCAP && ICAP >= 2);
-
-/// "No node".
-const NIL: u32 = u32::MAX;
-/// `parent` of a node on the free list.
-const FREE: u32 = u32::MAX - 1;
 /// `hint` value meaning "no hint".
 const NO_HINT: u64 = u64::MAX;
 /// Spare nodes [`Tree::release`] keeps at least (the seed's `MAP_RESERVE_SLOP`, in nodes).
@@ -187,23 +165,6 @@ impl<V: Clone> Clone for Tree<V> {
             near_lo: AtomicU64::new(u64::MAX),
             near_hi: AtomicU64::new(0),
         }
-    }
-}
-
-impl<V: fmt::Debug> fmt::Debug for Tree<V> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        struct Items<'a, V>(&'a Tree<V>);
-        impl<V: fmt::Debug> fmt::Debug for Items<'_, V> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_list().entries(self.0.iter()).finish()
-            }
-        }
-        f.debug_struct("Tree")
-            .field("min", &self.min)
-            .field("max", &self.max)
-            .field("height", &self.height)
-            .field("items", &Items(self))
-            .finish()
     }
 }
 

@@ -1,4 +1,5 @@
-//! Node layout: the leaf and inner node kinds and the free list each arena keeps of its unused nodes.
+//! Node layout: the leaf and inner node kinds, their sizes and fill limits, and the free list each arena
+//! keeps of its unused nodes.
 //!
 //! Invariant: a leaf's `items[..len]` are initialised and `starts[i] == items[i].start` for `i < len`
 //! (every method here keeps it, and the `unsafe` blocks rely on it); an inner node's `keys`, `gaps` and
@@ -8,7 +9,28 @@
 use core::mem::MaybeUninit;
 use core::ptr;
 
-use super::{FREE, ICAP, Item, LCAP, NIL};
+use crate::map::store::Item;
+
+/// Items per leaf. Unit tests use tiny nodes so that short operation sequences build deep trees.
+#[cfg(not(test))]
+pub(super) const LCAP: usize = 32;
+#[cfg(test)]
+pub(super) const LCAP: usize = 4;
+/// Children per inner node.
+#[cfg(not(test))]
+pub(super) const ICAP: usize = 32;
+#[cfg(test)]
+pub(super) const ICAP: usize = 4;
+/// A non-root leaf below this many items is merged with or refilled from a sibling after a removal.
+pub(super) const LMIN: usize = LCAP / 3 + 1;
+/// A non-root inner node keeps at least this many children.
+pub(super) const IMIN: usize = ICAP / 3 + 1;
+const _: () = assert!(IMIN >= 2 && 2 * IMIN - 1 <= ICAP && 2 * LMIN - 1 <= LCAP && ICAP >= 2);
+
+/// "No node".
+pub(super) const NIL: u32 = u32::MAX;
+/// `parent` of a node on the free list.
+pub(super) const FREE: u32 = u32::MAX - 1;
 
 /// A leaf: up to `LCAP` items, of which the first `len` are initialised. `repr(C)` keeps the header and
 /// `starts` (a copy of each item's start, so a search reads 4 cache lines at once instead of one line per

@@ -5,10 +5,12 @@
 //! `_mut` descents, for changing operations) is exact while set, and the hint is validated before use, so
 //! a stale hint is only a slower lookup.
 
+use core::fmt;
 use core::sync::atomic::Ordering;
 
-use super::node::{count_items_le, count_le};
-use super::{Finger, HINT_WINDOW, Item, NIL, NO_HINT, Pos, Tree, pack};
+use super::node::{NIL, count_items_le, count_le};
+use super::{Finger, HINT_WINDOW, NO_HINT, Pos, Tree, pack};
+use crate::map::store::Item;
 
 impl<V> Tree<V> {
     // ----- positions -----
@@ -321,6 +323,23 @@ impl<V> Tree<V> {
         };
         let (leaf, slot) = first.unwrap_or((NIL, 0));
         Walk { tree: self, leaf, slot }.take_while(move |it| it.start < end)
+    }
+}
+
+impl<V: fmt::Debug> fmt::Debug for Tree<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Items<'a, V>(&'a Tree<V>);
+        impl<V: fmt::Debug> fmt::Debug for Items<'_, V> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list().entries(self.0.iter()).finish()
+            }
+        }
+        f.debug_struct("Tree")
+            .field("min", &self.min)
+            .field("max", &self.max)
+            .field("height", &self.height)
+            .field("items", &Items(self))
+            .finish()
     }
 }
 

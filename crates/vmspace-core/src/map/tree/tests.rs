@@ -4,8 +4,9 @@
 //!
 //! Invariant: every step is followed by `Tree::check` and a full comparison with the store.
 
+use super::node::LCAP;
 use super::*;
-use crate::map::store::Store;
+use crate::map::store::{GapRequest, Item, Store, StoreFull};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
