@@ -40,11 +40,13 @@ impl<V> Tree<V> {
         i
     }
 
+    #[inline]
     pub(super) fn free_leaf(&mut self, l: u32) {
         assert_eq!(self.leaves[l as usize].len, 0, "tree: freeing a non-empty leaf");
         self.free_leaves.push(&mut self.leaves, l);
     }
 
+    #[inline]
     pub(super) fn free_inner(&mut self, n: u32) {
         self.inners[n as usize].len = 0;
         self.free_inners.push(&mut self.inners, n);

@@ -309,12 +309,14 @@ impl<V> Tree<V> {
         self.ndirty = 0;
     }
 
+    #[inline]
     pub(super) fn fix_leaf(&mut self, l: u32) {
         let (k, g) = self.leaf_summary(l);
         let p = self.leaves[l as usize].parent;
         self.fix_up(p, l, k, g);
     }
 
+    #[inline]
     pub(super) fn fix_inner(&mut self, n: u32) {
         let (k, g) = self.inners[n as usize].summary();
         let p = self.inners[n as usize].parent;

@@ -74,6 +74,7 @@ impl<V> Leaf<V> {
     }
 
     /// Inserts `item` at `pos`, shifting the items from `pos` up by one.
+    #[inline]
     pub(super) fn insert(&mut self, pos: usize, item: Item<V>) {
         let len = self.len as usize;
         assert!(len < LCAP && pos <= len, "leaf insert out of bounds");
@@ -89,6 +90,7 @@ impl<V> Leaf<V> {
     }
 
     /// Removes and returns the item at `pos`, shifting the ones above it down.
+    #[inline]
     pub(super) fn remove(&mut self, pos: usize) -> Item<V> {
         let len = self.len as usize;
         assert!(pos < len, "leaf remove out of bounds");
@@ -130,6 +132,7 @@ impl<V> Leaf<V> {
         self.len = (len - count + n) as u32;
     }
 
+    #[inline]
     pub(super) fn clone_leaf(&self) -> Self
     where
         V: Clone,
@@ -285,6 +288,7 @@ pub(super) struct FreeList {
 impl FreeList {
     pub(super) const EMPTY: FreeList = FreeList { head: NIL, count: 0 };
 
+    #[inline]
     pub(super) fn push<T: Node>(&mut self, nodes: &mut [T], i: u32) {
         let old = self.head;
         {
@@ -301,6 +305,7 @@ impl FreeList {
         self.count += 1;
     }
 
+    #[inline]
     pub(super) fn unlink<T: Node>(&mut self, nodes: &mut [T], i: u32) {
         let (next, prev) = {
             let (n, p) = nodes[i as usize].links();
