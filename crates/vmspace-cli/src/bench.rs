@@ -53,7 +53,7 @@ fn map_rows(rows: &mut Vec<Row>) -> Result<(), String> {
     const N: u64 = 100_000;
     let base = 0x1000_0000u64;
     let at = |i: u64| base + i * 4 * PS + (i / 8) * PS;
-    let prot = |i: u64| if i % 2 == 0 { Prot::RW } else { Prot::READ };
+    let prot = |i: u64| if i.is_multiple_of(2) { Prot::RW } else { Prot::READ };
     let mut vm: VmMap = VmMap::new(base, base + (N + 64) * 8 * PS).map_err(|e| e.to_string())?;
     let mut bt: BTreeMap<u64, (u64, u8)> = BTreeMap::new();
     for i in 0..N {

@@ -23,7 +23,7 @@ pub fn human(bytes: u64) -> String {
     }
     let v = bytes as f64 / (1u64 << (10 * (u + 1))) as f64;
     if v < 9.95 {
-        if bytes % (1u64 << (10 * (u + 1))) == 0 {
+        if bytes.is_multiple_of(1u64 << (10 * (u + 1))) {
             format!("{v:.0}{}", UNITS[u])
         } else {
             format!("{v:.1}{}", UNITS[u])
@@ -62,7 +62,7 @@ pub fn grouped(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

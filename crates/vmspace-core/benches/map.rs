@@ -56,7 +56,7 @@ fn addr_of(i: u64) -> u64 {
 }
 
 fn prot_of(i: u64) -> Prot {
-    if i % 2 == 0 { Prot::RW } else { Prot::READ }
+    if i.is_multiple_of(2) { Prot::RW } else { Prot::READ }
 }
 
 fn build_vm(n: u64) -> VmMap {

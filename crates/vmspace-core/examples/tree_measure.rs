@@ -63,7 +63,7 @@ fn layout(n: usize, rng: &mut Rng) -> Vec<(u64, u64)> {
     let mut v = Vec::with_capacity(n);
     let mut at = MIN;
     for _ in 0..n {
-        let gap = if rng.next() % 500 == 0 {
+        let gap = if rng.next().is_multiple_of(500) {
             (1024 + rng.next() % 1024) * PAGE
         } else {
             (1 + rng.next() % 8) * PAGE

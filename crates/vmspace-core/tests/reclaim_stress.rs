@@ -83,7 +83,7 @@ fn run(capacity: u32, ops: u64, seed: u64) {
         let action = if r & 1 == 0 { Action::Free } else { Action::Deallocate };
         match (r >> 1) % 8 {
             0..=3 => {
-                let reuse = if (r >> 8) % 8 == 0 { holes.pop() } else { None };
+                let reuse = if (r >> 8).is_multiple_of(8) { holes.pop() } else { None };
                 let addr = next_addr;
                 next_addr += 4 * PAGE;
                 let e = producer.try_enter(addr, PAGE * (1 + (r >> 12) % 3), action, reuse).unwrap();

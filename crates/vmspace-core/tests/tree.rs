@@ -1,7 +1,8 @@
 //! The arena entry tree (`map::tree::Tree`) against the `BTreeMap` store (`map::store::Store`) at the
 //! production node sizes: maps of thousands of items (a tree three levels deep), random operations, and
 //! every query compared, `find_gap` for random lengths, power-of-two alignments from 4 KiB to 1 GiB,
-//! bounds and both directions. (The unit tests in `tree.rs` run the same comparison with tiny nodes.)
+//! bounds and both directions. (The unit tests in `src/map/tree/tests.rs` run the same comparison with
+//! tiny nodes.)
 
 use proptest::collection::vec;
 use proptest::prelude::*;

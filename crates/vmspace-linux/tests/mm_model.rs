@@ -18,7 +18,7 @@ impl Rng {
             1 => u64::MAX - self.next() % 8192,
             2 => 0,
             3 => (self.next() % 4096) << 12,
-            _ => base + (self.next() % 128) * 4096 + if self.next() % 16 == 0 { 1 } else { 0 },
+            _ => base + (self.next() % 128) * 4096 + if self.next().is_multiple_of(16) { 1 } else { 0 },
         }
     }
 }

@@ -220,7 +220,7 @@ fn aligned(align: usize, size: usize) -> *mut c_void {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
     guard(libc::ENOMEM, || {
-        if out.is_null() || !align.is_power_of_two() || align % size_of::<*mut c_void>() != 0 {
+        if out.is_null() || !align.is_power_of_two() || !align.is_multiple_of(size_of::<*mut c_void>()) {
             return libc::EINVAL;
         }
         let p = aligned(align, size);

@@ -1103,7 +1103,7 @@ mod tests {
         while s < 1 << 34 {
             for d in [0, 1, s / 3, s / 2] {
                 let cs = class_size(s + d, page).unwrap();
-                assert!(cs >= s + d && cs % page == 0);
+                assert!(cs >= s + d && cs.is_multiple_of(page));
                 assert_eq!(class_size(cs, page), Some(cs));
                 if let Some(&other) = seen.get(&class_index(cs)) {
                     assert_eq!(other, cs);

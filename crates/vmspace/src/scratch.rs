@@ -512,10 +512,10 @@ impl<'a> ScratchSpace<'a> {
     #[inline(never)]
     fn claim_shared(&self) -> Result<Claimed, ScratchError> {
         let inner = &self.inner;
-        if inner.fork_gen.load(Ordering::Acquire) == generation() {
-            if let Some(c) = inner.pool.claim() {
-                return Ok(c);
-            }
+        if inner.fork_gen.load(Ordering::Acquire) == generation()
+            && let Some(c) = inner.pool.claim()
+        {
+            return Ok(c);
         }
         self.claim_locked()
     }

@@ -556,13 +556,13 @@ fn read_round(s: &AddressSpace, i: usize, marks: &[AtomicU32], round: u64) -> Re
         return Err(format!("a reader saw an empty map of space {i}"));
     }
     std::hint::black_box((e, hit));
-    if round % 16 == 0 {
+    if round.is_multiple_of(16) {
         let st = s.stats().map_err(|e| format!("stats of space {i}: {e}"))?;
         if st.entries == 0 {
             return Err(format!("stats of space {i} say no entries"));
         }
     }
-    if round % 4 == 0 {
+    if round.is_multiple_of(4) {
         let shown = format!("{s}");
         if shown.is_empty() {
             return Err(format!("space {i} displays as nothing"));

@@ -316,10 +316,10 @@ fn lin_producer(
                             if let Some(id) = e.id {
                                 state[k] = Region::Live(id, addr, size, action);
                             }
-                            if e.update_accounting {
-                                if let Err(e) = beat.call(|| ring.update_kernel_accounting()) {
-                                    note(&mut out, e, "update_kernel_accounting");
-                                }
+                            if e.update_accounting
+                                && let Err(e) = beat.call(|| ring.update_kernel_accounting())
+                            {
+                                note(&mut out, e, "update_kernel_accounting");
                             }
                         }
                         Err(e) => note(&mut out, e, "try_enter"),
@@ -350,10 +350,10 @@ fn lin_producer(
                                 }
                                 ReclaimState::Busy | ReclaimState::Deallocated => Region::Gone,
                             };
-                            if c.update_accounting {
-                                if let Err(e) = beat.call(|| ring.update_kernel_accounting()) {
-                                    note(&mut out, e, "update_kernel_accounting");
-                                }
+                            if c.update_accounting
+                                && let Err(e) = beat.call(|| ring.update_kernel_accounting())
+                            {
+                                note(&mut out, e, "update_kernel_accounting");
                             }
                         }
                         Err(e) => {

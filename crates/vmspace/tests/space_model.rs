@@ -289,7 +289,7 @@ fn kernel_agrees_with_the_map_after_every_step() {
         .run(&prop::collection::vec(op(), STEPS_PER_CASE), |ops| {
             // Alternate the guard mode so both the markers and the PROT_NONE fallback are exercised.
             n.set(n.get() + 1);
-            let opts = Options { guard_fallback: n.get() % 2 == 0, ..Options::default() };
+            let opts = Options { guard_fallback: n.get().is_multiple_of(2), ..Options::default() };
             let s = AddressSpace::reserve_with(PAGES * PS, opts).unwrap();
             let mut t = tag.get();
             run(&s, &ops, &mut t, None);

@@ -62,7 +62,7 @@ fn round_up(x: u64) -> Option<u64> {
 
 /// `[addr, addr + round_up(len))`, or `None` when unaligned or overflowing.
 pub fn page_range(addr: u64, len: u64) -> Option<Range<u64>> {
-    if addr % PAGE != 0 {
+    if !addr.is_multiple_of(PAGE) {
         return None;
     }
     let end = addr.checked_add(round_up(len)?)?;

@@ -353,7 +353,7 @@ fn replay_one(opts: &Options, src: &Source, rep: &mut Replayer, line_no: &mut u6
         *line_no += 1;
         read += n as u64;
         if let Some(b) = &bar
-            && *line_no % 65536 == 0
+            && (*line_no).is_multiple_of(65536)
         {
             b.set_position(read);
         }

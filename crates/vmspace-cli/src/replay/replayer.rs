@@ -561,7 +561,7 @@ impl Replayer {
     }
 
     fn sample(&mut self, force: bool) {
-        if !force && self.calls % self.stride != 0 {
+        if !force && !self.calls.is_multiple_of(self.stride) {
             return;
         }
         if self.samples.len() >= MAX_SAMPLES {

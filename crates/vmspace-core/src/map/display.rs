@@ -101,7 +101,7 @@ impl fmt::Display for HumanSize {
             if self.0 >= 1 << shift {
                 let whole = self.0 >> shift;
                 let tenths = ((self.0 & ((1 << shift) - 1)) * 10) >> shift;
-                return if self.0 % (1 << shift) == 0 {
+                return if self.0.is_multiple_of(1 << shift) {
                     f.pad(&alloc::format!("{whole}{name}"))
                 } else {
                     f.pad(&alloc::format!("{whole}.{tenths}{name}"))

@@ -21,8 +21,16 @@ mod fork;
 mod lookup;
 mod ops;
 mod stack;
+// The `BTreeMap` store (the tree's test oracle) and the tree itself are public only for the crate's own
+// tests and examples, which enable `testing` through a self dev-dependency.
+#[cfg(feature = "testing")]
 pub mod store;
+#[cfg(not(feature = "testing"))]
+pub(crate) mod store;
+#[cfg(feature = "testing")]
 pub mod tree;
+#[cfg(not(feature = "testing"))]
+pub(crate) mod tree;
 pub mod types;
 
 use alloc::vec::Vec;
@@ -130,7 +138,11 @@ impl<O: MapObject> VmMap<O> {
 
     /// An empty map of `[min, max)` with pages of `page_size` bytes (a power of two, e.g. 16 KiB).
     pub fn with_page_size(min: u64, max: u64, page_size: u64) -> Result<Self, VmError> {
-        if !page_size.is_power_of_two() || min % page_size != 0 || max % page_size != 0 || min >= max {
+        if !page_size.is_power_of_two()
+            || !min.is_multiple_of(page_size)
+            || !max.is_multiple_of(page_size)
+            || min >= max
+        {
             return Err(VmError::InvalidArgument);
         }
         Ok(VmMap {

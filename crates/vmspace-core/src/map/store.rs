@@ -8,11 +8,15 @@
 //! The store knows nothing of protections or objects: the map decides what an entry is, the store keeps
 //! them in order and answers "what is at this address" and "where is a free gap".
 
+#[cfg(any(test, feature = "testing"))]
 use alloc::collections::BTreeMap;
+#[cfg(any(test, feature = "testing"))]
 use core::ops::Bound;
+#[cfg(any(test, feature = "testing"))]
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// `hint` value meaning "no hint" (no item can start at `u64::MAX`: it would be empty).
+#[cfg(any(test, feature = "testing"))]
 const NO_HINT: u64 = u64::MAX;
 
 /// One stored range and the map's value for it.
@@ -44,6 +48,10 @@ pub struct GapRequest {
 }
 
 /// The sorted entry set. See the module documentation for its invariant.
+///
+/// The straightforward `BTreeMap` version of the map's store, kept as the test oracle of the arena tree
+/// (`map::tree::Tree`, which the map uses): compiled for tests and the `testing` feature only.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug)]
 pub struct Store<V> {
     min: u64,
@@ -54,12 +62,14 @@ pub struct Store<V> {
     hint: AtomicU64,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl<V: Clone> Clone for Store<V> {
     fn clone(&self) -> Self {
         Store { min: self.min, max: self.max, items: self.items.clone(), hint: AtomicU64::new(NO_HINT) }
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl<V> Store<V> {
     /// An empty store covering `[min, max)`.
     pub fn new(min: u64, max: u64) -> Self {
@@ -218,6 +228,7 @@ impl<V> Store<V> {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl<V> Store<V> {
     /// Makes sure the next `n` insertions (and the node splits they cause) will not need to allocate,
     /// or reports that memory could not be had. The map calls this after validating an operation and

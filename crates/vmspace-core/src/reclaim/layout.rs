@@ -128,7 +128,7 @@ const _: () = {
     assert!(core::mem::align_of::<RingHeader>() == 8);
     assert!(core::mem::size_of::<Entry>() == ENTRY_SIZE);
     assert!(core::mem::align_of::<Entry>() == 8);
-    assert!(HEADER_SIZE % ENTRY_SIZE == 0);
+    assert!(HEADER_SIZE.is_multiple_of(ENTRY_SIZE));
 };
 
 /// The thirteen meaningful bytes of an entry, as read in one pass (not atomically as a whole).
@@ -268,7 +268,7 @@ impl<'a> RingView<'a> {
     #[cfg(not(all(loom, test)))]
     #[inline]
     pub unsafe fn from_raw_parts(ptr: *mut u8, len: usize) -> Result<RingView<'a>, ReclaimError> {
-        if ptr.is_null() || (ptr as usize) % core::mem::align_of::<RingHeader>() != 0 {
+        if ptr.is_null() || !(ptr as usize).is_multiple_of(core::mem::align_of::<RingHeader>()) {
             return Err(ReclaimError::InvalidArgument);
         }
         if len < HEADER_SIZE + ENTRY_SIZE {

@@ -77,7 +77,7 @@ impl Model {
 
     /// Shape check shared by every range operation: Err, Ok(true) for empty, Ok(false) otherwise.
     fn check_range(&self, r: &Range<u64>) -> Result<bool, VmError> {
-        if r.end < r.start || r.start % PS != 0 || r.end % PS != 0 {
+        if r.end < r.start || !r.start.is_multiple_of(PS) || !r.end.is_multiple_of(PS) {
             return Err(VmError::InvalidArgument);
         }
         if r.start == r.end {
@@ -164,7 +164,7 @@ impl Model {
     }
 
     pub fn find_space(&self, len: u64, align: u64) -> Result<u64, VmError> {
-        if len == 0 || len % PS != 0 || (align > 1 && !align.is_power_of_two()) {
+        if len == 0 || !len.is_multiple_of(PS) || (align > 1 && !align.is_power_of_two()) {
             return Err(VmError::InvalidArgument);
         }
         let align = align.max(PS);
@@ -323,7 +323,7 @@ impl Model {
     }
 
     pub fn stack(&mut self, base: u64, max: u64, init: u64, spec: &MapSpec) -> Result<Range<u64>, VmError> {
-        if max == 0 || init == 0 || init > max || init % PS != 0 {
+        if max == 0 || init == 0 || init > max || !init.is_multiple_of(PS) {
             return Err(VmError::InvalidArgument);
         }
         let top = base.checked_add(max).ok_or(VmError::InvalidArgument)?;

@@ -219,17 +219,16 @@ impl Mm {
         };
         let reuse = |old: &Vma| old.anon.filter(|a| a.singular);
         let mut anon = None;
-        if let Some(n) = self.vmas.get(&v.end) {
-            if compatible(&v, n) {
-                anon = reuse(n);
-            }
+        if let Some(n) = self.vmas.get(&v.end)
+            && compatible(&v, n)
+        {
+            anon = reuse(n);
         }
-        if anon.is_none() {
-            if let Some((_, p)) = self.vmas.range(..v.start).next_back() {
-                if compatible(p, &v) {
-                    anon = reuse(p);
-                }
-            }
+        if anon.is_none()
+            && let Some((_, p)) = self.vmas.range(..v.start).next_back()
+            && compatible(p, &v)
+        {
+            anon = reuse(p);
         }
         let anon = anon.map(|a| Anon { id: a.id, singular: true });
         let anon = anon.unwrap_or_else(|| Anon { id: self.fresh_id(), singular: true });
@@ -320,10 +319,10 @@ impl Mm {
     pub(super) fn remove_range(&mut self, start: u64, end: u64) {
         let doomed: Vec<u64> = self.vmas.range(start..end).map(|(s, _)| *s).collect();
         for s in doomed {
-            if let Some(v) = self.vmas.remove(&s) {
-                if v.flags & VM_LOCKED != 0 {
-                    self.locked_vm = self.locked_vm.saturating_sub(v.pages());
-                }
+            if let Some(v) = self.vmas.remove(&s)
+                && v.flags & VM_LOCKED != 0
+            {
+                self.locked_vm = self.locked_vm.saturating_sub(v.pages());
             }
         }
         self.guards.remove(start, end);

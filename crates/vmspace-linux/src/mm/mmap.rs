@@ -17,7 +17,7 @@ impl Mm {
         file: Option<&FileRef>,
         offset: u64,
     ) -> Result<u64, Errno> {
-        if offset % PAGE != 0 {
+        if !offset.is_multiple_of(PAGE) {
             return Err(Errno::EINVAL);
         }
         let pgoff = offset >> 12;
@@ -268,7 +268,7 @@ impl Mm {
     /// `munmap(addr, len)`.
     pub fn munmap(&mut self, addr: u64, len: u64) -> Result<u64, Errno> {
         let ts = self.params.task_size;
-        if addr % PAGE != 0 || addr > ts || len > ts - addr {
+        if !addr.is_multiple_of(PAGE) || addr > ts || len > ts - addr {
             return Err(Errno::EINVAL);
         }
         let end = addr + page_align(len);
@@ -314,10 +314,10 @@ impl Mm {
             return orig;
         }
         let gap = self.params.stack_guard_gap;
-        if let Some(next) = self.find_vma(oldbrk).filter(|v| v.start < newbrk.saturating_add(PAGE + gap)) {
-            if newbrk + PAGE > self.start_gap(next) {
-                return orig;
-            }
+        if let Some(next) = self.find_vma(oldbrk).filter(|v| v.start < newbrk.saturating_add(PAGE + gap))
+            && newbrk + PAGE > self.start_gap(next)
+        {
+            return orig;
         }
         let flags = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT | self.def_flags;
         if !self.may_expand_vm(flags, len >> 12)

@@ -474,10 +474,10 @@ impl Mm {
 
     /// `find_vma`: the first VMA ending above `addr`.
     fn find_vma(&self, addr: u64) -> Option<&Vma> {
-        if let Some((_, v)) = self.vmas.range(..=addr).next_back() {
-            if v.end > addr {
-                return Some(v);
-            }
+        if let Some((_, v)) = self.vmas.range(..=addr).next_back()
+            && v.end > addr
+        {
+            return Some(v);
         }
         self.vmas.range(addr.saturating_add(1)..).next().map(|(_, v)| v)
     }

@@ -25,7 +25,7 @@ impl Mm {
     pub fn mprotect(&mut self, start: u64, len: u64, prot: u64) -> Result<u64, Errno> {
         let grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
         let prot = prot & !(PROT_GROWSDOWN | PROT_GROWSUP);
-        if grows == PROT_GROWSDOWN | PROT_GROWSUP || start % PAGE != 0 {
+        if grows == PROT_GROWSDOWN | PROT_GROWSUP || !start.is_multiple_of(PAGE) {
             return Err(Errno::EINVAL);
         }
         if len == 0 {
@@ -110,7 +110,7 @@ impl Mm {
     /// `madvise(addr, len, advice)`.
     pub fn madvise(&mut self, start: u64, len_in: u64, advice: u64) -> Result<u64, Errno> {
         let b = advice & 0xffff_ffff;
-        if !self.advice_valid(b) || start % PAGE != 0 {
+        if !self.advice_valid(b) || !start.is_multiple_of(PAGE) {
             return Err(Errno::EINVAL);
         }
         let len = page_align(len_in);
@@ -492,7 +492,7 @@ impl Mm {
         if !self.params.at_least(6, 10) {
             return Err(Errno::ENOSYS);
         }
-        if flags != 0 || start % PAGE != 0 {
+        if flags != 0 || !start.is_multiple_of(PAGE) {
             return Err(Errno::EINVAL);
         }
         let len = page_align(len_in);
@@ -536,7 +536,7 @@ impl Mm {
     pub fn msync(&mut self, start: u64, len: u64, flags: u64) -> Result<u64, Errno> {
         let flags = flags & 0xffff_ffff;
         if flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0
-            || start % PAGE != 0
+            || !start.is_multiple_of(PAGE)
             || (flags & MS_ASYNC != 0 && flags & MS_SYNC != 0)
         {
             return Err(Errno::EINVAL);

@@ -53,14 +53,14 @@ impl Mm {
     ) -> Result<u64, Errno> {
         let mut r = Req { addr, old_len: page_align(old_len), new_len: page_align(new_len), flags, new_addr };
         let ts = self.params.task_size;
-        if flags & !(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP) != 0 || addr % PAGE != 0 {
+        if flags & !(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP) != 0 || !addr.is_multiple_of(PAGE) {
             return Err(Errno::EINVAL);
         }
         if r.new_len == 0 || r.new_len > ts {
             return Err(Errno::EINVAL);
         }
         if r.implies_new_addr() {
-            if new_addr > ts - r.new_len || new_addr % PAGE != 0 || flags & MREMAP_MAYMOVE == 0 {
+            if new_addr > ts - r.new_len || !new_addr.is_multiple_of(PAGE) || flags & MREMAP_MAYMOVE == 0 {
                 return Err(Errno::EINVAL);
             }
             if flags & MREMAP_DONTUNMAP != 0 && r.old_len != r.new_len {

@@ -37,7 +37,11 @@ impl Mm {
         let thp = p.thp
             && anon_private
             && flags & MAP_FIXED == 0
-            && if p.at_least(6, 13) { addr == 0 && len % PMD == 0 } else { p.at_least(6, 7) && len >= PMD };
+            && if p.at_least(6, 13) {
+                addr == 0 && len.is_multiple_of(PMD)
+            } else {
+                p.at_least(6, 7) && len >= PMD
+            };
         // A file whose file system places with `thp_get_unmapped_area`: aligned when the mapping
         // covers a whole PMD of file offsets, the file offset's place in a PMD kept.
         let off = pgoff.wrapping_shl(12);
@@ -171,11 +175,12 @@ impl Mm {
                     continue;
                 }
                 let gap = ge - len;
-                if let Some(next) = self.vmas.range(ge..).next().map(|(_, v)| v) {
-                    if next.flags & VM_GROWSDOWN != 0 && self.start_gap(next) < ge {
-                        high = self.start_gap(next);
-                        continue 'retry;
-                    }
+                if let Some(next) = self.vmas.range(ge..).next().map(|(_, v)| v)
+                    && next.flags & VM_GROWSDOWN != 0
+                    && self.start_gap(next) < ge
+                {
+                    high = self.start_gap(next);
+                    continue 'retry;
                 }
                 return Some(gap);
             }
@@ -194,11 +199,12 @@ impl Mm {
                 let ge = next.map_or(high, |v| v.start.min(high));
                 if ge > prev_end && ge - prev_end >= len {
                     let gap = prev_end;
-                    if let Some(n) = self.vmas.range(gap + 1..).next().map(|(_, v)| v) {
-                        if n.flags & VM_GROWSDOWN != 0 && self.start_gap(n) < gap + len - 1 {
-                            low = n.end;
-                            continue 'retry;
-                        }
+                    if let Some(n) = self.vmas.range(gap + 1..).next().map(|(_, v)| v)
+                        && n.flags & VM_GROWSDOWN != 0
+                        && self.start_gap(n) < gap + len - 1
+                    {
+                        low = n.end;
+                        continue 'retry;
                     }
                     return Some(gap);
                 }

@@ -16,7 +16,7 @@ impl Mm {
         let mut addr = addr;
         let mut flags = MAP_SHARED;
         if addr != 0 {
-            if addr % PAGE != 0 {
+            if !addr.is_multiple_of(PAGE) {
                 if shmflg & SHM_RND == 0 {
                     return Err(Errno::EINVAL);
                 }
@@ -57,7 +57,7 @@ impl Mm {
     /// segment's size of `addr` whose offset matches too. `EINVAL` when `addr` is unaligned or no such
     /// VMA exists. A VMA that cannot be unmapped (sealed) is left, and the call still succeeds, as in Linux.
     pub fn shmdt(&mut self, addr: u64) -> Result<u64, Errno> {
-        if addr % PAGE != 0 {
+        if !addr.is_multiple_of(PAGE) {
             return Err(Errno::EINVAL);
         }
         let matches = |v: &Vma, shm: &alloc::collections::BTreeSet<u64>| {

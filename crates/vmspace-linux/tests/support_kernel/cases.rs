@@ -87,11 +87,11 @@ pub fn run_cases_with(files: &[TestFile], shm: &[vmspace_linux::mm::FileRef], al
         for (op, want) in &c.ops {
             match k.step(*op) {
                 Ok(got) => {
-                    if let Some(w) = want {
-                        if got != *w {
-                            fail = Some(format!("{op:?}: kernel answered {got:?}, the case expects {w:?}"));
-                            break;
-                        }
+                    if let Some(w) = want
+                        && got != *w
+                    {
+                        fail = Some(format!("{op:?}: kernel answered {got:?}, the case expects {w:?}"));
+                        break;
                     }
                 }
                 Err(d) => {

@@ -414,15 +414,13 @@ impl Kernel {
                 if let Some(s) = start.take() {
                     self.mm.adopt(s, Some(vm_flags(rest)), anon.take(), true);
                 }
-            } else if let Some((range, _)) = line.split_once(' ') {
-                if let Some((s, _)) = range.split_once('-') {
-                    if let Ok(s) = u64::from_str_radix(s, 16) {
-                        if !line.contains(':') || line.split_whitespace().count() >= 5 {
-                            start = Some(s);
-                            anon = None;
-                        }
-                    }
-                }
+            } else if let Some((range, _)) = line.split_once(' ')
+                && let Some((s, _)) = range.split_once('-')
+                && let Ok(s) = u64::from_str_radix(s, 16)
+                && (!line.contains(':') || line.split_whitespace().count() >= 5)
+            {
+                start = Some(s);
+                anon = None;
             }
         }
     }

@@ -343,7 +343,7 @@ impl RingCore {
                 if aborts > ABORT_RETRIES {
                     break;
                 }
-                if aborts % 16 == 0 {
+                if aborts.is_multiple_of(16) {
                     std::thread::yield_now();
                 } else {
                     std::hint::spin_loop();

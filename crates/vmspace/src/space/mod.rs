@@ -268,7 +268,7 @@ impl AddressSpace {
         // access to memory it is giving back.
         self.read(|m| {
             let ps = m.page_size();
-            if range.end < range.start || range.start % ps != 0 || range.end % ps != 0 {
+            if range.end < range.start || !range.start.is_multiple_of(ps) || !range.end.is_multiple_of(ps) {
                 return Err(VmError::InvalidArgument);
             }
             if range.start == range.end {
