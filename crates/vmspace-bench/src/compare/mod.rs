@@ -21,7 +21,7 @@ pub struct Row {
     pub workload: String,
     /// The alternative measured against.
     pub alternative: &'static str,
-    /// vmspace, ns per operation (median of 7 samples).
+    /// vmspace, ns per operation (median of 7 samples; of 15 interleaved rounds for the space rows).
     pub vmspace_ns: f64,
     /// The alternative, ns per operation.
     pub alternative_ns: f64,

@@ -19,7 +19,12 @@ pub fn table(rows: &[Row]) -> String {
             r.alternative
         );
     }
-    s + "ratio = vmspace / other (below 1: vmspace is faster); medians of 7 samples\n"
+    let space = if rows.iter().any(|r| r.group == "space") {
+        format!(" (space: of {} interleaved rounds)", super::space::ROUNDS)
+    } else {
+        String::new()
+    };
+    s + &format!("ratio = vmspace / other (below 1: vmspace is faster); medians of 7 samples{space}\n")
 }
 
 /// The rows as JSON.
