@@ -8,7 +8,7 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use vmspace_bench::layouts::{BareLayout, SpaceLayout, fresh_map_unmap, same_state};
-use vmspace_bench::timing::interleaved;
+use vmspace_bench::timing::{SHORT_ITERS, SHORT_ROUNDS, interleaved};
 
 /// Lets the process hold two populated spaces of 60,000 VMAs each (root only; otherwise the largest
 /// size is skipped).
@@ -37,8 +37,8 @@ fn print_interleaved(n: u64) {
     let (sp, bp, free) = (s.middle_page(), b.middle_page(), b.free_page());
     let (mut bt, mut bt_map) = (b.record(), b.record());
     let m = interleaved(
-        15,
-        2_000,
+        SHORT_ROUNDS,
+        SHORT_ITERS,
         &mut [
             &mut || s.flip(sp),
             &mut || b.flip(bp),

@@ -18,6 +18,13 @@ pub fn median_ns(iters: u64, mut f: impl FnMut()) -> f64 {
     samples[3]
 }
 
+/// Rounds for [`interleaved`] when the closures are system-call-bound and the machine is shared:
+/// many short rounds ([`SHORT_ITERS`] calls, about half a millisecond, less than a time slice), so a
+/// round another process preempts is one of many, and the median drops it.
+pub const SHORT_ROUNDS: usize = 41;
+/// Calls per round with [`SHORT_ROUNDS`].
+pub const SHORT_ITERS: u64 = 250;
+
 /// Median ns per call of each closure over `rounds` rounds of `iters` calls, the closures taking turns
 /// within every round: on a noisy 2-core machine the ratios of interleaved medians are steadier than
 /// criterion's back-to-back groups.

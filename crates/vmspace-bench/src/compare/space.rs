@@ -5,16 +5,12 @@
 
 use super::Row;
 use crate::layouts::{BareLayout, SpaceLayout, fresh_map_unmap, same_state};
-use crate::timing::interleaved;
+use crate::timing::{SHORT_ITERS, SHORT_ROUNDS, interleaved};
 
 /// Entries in each layout.
 const N: u64 = 10_000;
-/// Interleaved rounds: more than the other rows' 7 samples, and short ones (`ITERS` calls, about half
-/// a millisecond, less than a time slice), since these rows are ratios of system-call-bound times on
-/// a shared machine: a round that another process preempts is one of many, and the median drops it.
-pub(super) const ROUNDS: usize = 41;
-/// Calls per round.
-const ITERS: u64 = 250;
+/// Interleaved rounds: more than the other rows' 7 samples, and short ones (see [`SHORT_ROUNDS`]).
+pub(super) const ROUNDS: usize = SHORT_ROUNDS;
 
 /// The space's rows.
 pub(super) fn rows(rows: &mut Vec<Row>) -> Result<(), String> {
@@ -33,7 +29,7 @@ pub(super) fn rows(rows: &mut Vec<Row>) -> Result<(), String> {
     // All the closures take turns in every round: a slow stretch of the machine falls on all alike.
     let m = interleaved(
         ROUNDS,
-        ITERS,
+        SHORT_ITERS,
         &mut [
             &mut || s.flip(sp),
             &mut || b.flip_recorded(&mut bt, bp),
