@@ -1,7 +1,7 @@
 //! The fault path's costs: lookups from 1 and 2 threads while a writer keeps changing the map,
 //! AddressSpace's left-right read path against a `RwLock<VmMap>` whose writer holds the lock across
 //! its system call (as a locked map must); and one stack growth (fault, handler, map change, retry)
-//! against a plain page fault on memory already mapped. `cargo bench -p vmspace --bench fault`.
+//! against a plain page fault on memory already mapped. `cargo bench -p vmspace-bench --bench fault`.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,7 +2,7 @@
 //! the same run: `Mutex<Vec<u32>>`, crossbeam's `ArrayQueue` (bounded, lock-free) and `SegQueue`
 //! (unbounded, lock-free); from one thread, and per thread with two threads hammering the same pool;
 //! plus the per-thread `current()` path. `scratch` is the default (with the one-slot thread cache),
-//! `scratch_no_thread_cache` sends every release to the shared tagged free list. `cargo bench -p vmspace --bench scratch`.
+//! `scratch_no_thread_cache` sends every release to the shared tagged free list. `cargo bench -p vmspace-bench --bench scratch`.
 //!
 //! Two-thread figures are wall time per operation while both threads run (each does the same number
 //! of operations), i.e. the cost per thread under contention.

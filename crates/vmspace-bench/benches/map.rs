@@ -2,18 +2,14 @@
 //! built in the same run at 1e3, 1e5 and 1e6 entries: random lookup, sequential lookup, insert + remove
 //! of a disjoint range, protect split + merge of a middle page, aligned find_space in a fragmented map
 //! (the peers scan their gaps linearly), and bytes per entry (counted by the allocator).
-//! `cargo bench -p vmspace-core --bench map`; `VMSPACE_BENCH_SIZES=1000,100000` picks the sizes.
+//! `cargo bench -p vmspace-bench --bench map`; `VMSPACE_BENCH_SIZES=1000,100000` picks the sizes.
 
-#[path = "shared/btree_range.rs"]
-mod btree_range;
-#[path = "shared/interleave.rs"]
-mod interleave;
-use btree_range::bt_protect;
-use interleave::interleaved;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use vmspace_bench::record::protect as bt_protect;
+use vmspace_bench::timing::interleaved;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rangemap::RangeMap;
