@@ -72,7 +72,7 @@ fn vma_of(r: &Region) -> Vma {
         prot: r.prot.to_string(),
         shared: r.shared,
         offset: r.offset,
-        name: r.path.clone(),
+        name: r.path().to_string(),
         vm_flags: r.vm_flags.map(|f| f.names().map(String::from).collect()),
         stats: r.stats.as_ref().map(|s| Counts {
             rss: s.rss,

@@ -500,7 +500,7 @@ fn run_map(a: MapArgs) -> Result<u8, String> {
         if filtered {
             p.regions.retain(|r| {
                 range.as_ref().is_none_or(|a| r.range.start < a.end && a.start < r.range.end)
-                    && a.file.as_ref().is_none_or(|f| r.path.contains(f.as_str()))
+                    && a.file.as_ref().is_none_or(|f| r.path().contains(f.as_str()))
                     && a.kind.as_ref().is_none_or(|k| r.mapping.kind_name() == k)
             });
             p.map = procmaps::build_map(&p.regions)

@@ -107,7 +107,7 @@ impl<'a> RegionJson<'a> {
             offset: r.offset,
             dev: format!("{:02x}:{:02x}", r.dev.0, r.dev.1),
             inode: r.inode,
-            name: &r.path,
+            name: r.path(),
             kind: r.mapping.kind_name(),
             inherit: inherit_name(r.inherit()),
             behavior: behavior_name(r.behavior()),

@@ -65,7 +65,7 @@ pub fn shown_flags(r: &Region) -> Vec<&'static str> {
 /// The name column of a region as the kernel writes it (`[vvar_vclock]`, `[anon:NAME]`, a path with
 /// ` (deleted)`), or `[anon]` for unnamed anonymous memory.
 pub fn region_name(r: &Region) -> &str {
-    if r.path.is_empty() { "[anon]" } else { &r.path }
+    if r.path().is_empty() { "[anon]" } else { r.path() }
 }
 
 /// The kernel's name for a map entry: the name of the first VMA it is made of.

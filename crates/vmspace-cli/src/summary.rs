@@ -67,7 +67,7 @@ fn key(r: &Region) -> (String, String) {
         return (k.into(), String::new());
     }
     match &r.mapping {
-        Mapping::File { .. } | Mapping::Shmem { .. } => (r.mapping.kind_name().into(), r.path.clone()),
+        Mapping::File { .. } | Mapping::Shmem { .. } => (r.mapping.kind_name().into(), r.path().to_string()),
         m => (m.kind_name().into(), String::new()),
     }
 }

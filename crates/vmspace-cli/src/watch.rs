@@ -257,7 +257,7 @@ fn vmas_of(pid: u32) -> Result<(Vec<VmaSample>, bool), String> {
                 start: r.range.start,
                 end: r.range.end,
                 perms: perms(r.prot, r.shared),
-                name: r.path,
+                name: r.line.name,
             })
             .collect(),
         false,

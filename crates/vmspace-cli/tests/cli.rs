@@ -80,7 +80,7 @@ fn map_json_and_svg_are_valid_and_name_every_region() {
     let text = std::fs::read_to_string(&svg).unwrap();
     let p = ProcMaps::load(Pid::Id(s.pid())).unwrap();
     for r in &p.regions {
-        let name = &r.path;
+        let name = r.path();
         let shown = if name.is_empty() { "[anon]".to_string() } else { vmspace_cli::out::xml(name) };
         assert!(text.contains(&shown), "region {name:?} not named in the SVG");
         assert!(

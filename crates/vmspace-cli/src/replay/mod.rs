@@ -229,7 +229,7 @@ pub fn compare(space: &Space, snapshot: &[Region]) -> Comparison {
             if t == s {
                 continue;
             }
-            let name = si.map(|i| snapshot[i].path.clone()).unwrap_or_default();
+            let name = si.map(|i| snapshot[i].path().to_string()).unwrap_or_default();
             match cmp.diffs.last_mut() {
                 Some(d) if d.range.end == w[0] && d.trace == t && d.snapshot == s && d.name == name => {
                     d.range.end = w[1]
