@@ -52,7 +52,6 @@ mod current;
 mod icache;
 mod lock;
 mod pool;
-mod primitive;
 mod slot;
 mod stack;
 
@@ -243,7 +242,6 @@ impl Inner {
         }
         // SAFETY: as in `release`.
         match unsafe { self.pool.check_ref(slot.slot) } {
-            PoolError::Foreign => ScratchError::ForeignSlot,
             PoolError::Stale => ScratchError::Stale,
             PoolError::DoubleRelease => ScratchError::DoubleRelease,
         }
