@@ -2,19 +2,19 @@
 //! `mach_vm_reclaim_try_enter` / `try_cancel`, `magazine_large.c`) as a Rust allocator a program can
 //! install with `#[global_allocator]`.
 //!
-//! Requests of at least a threshold (default 64 KiB) are served from an [`AddressSpace`] (one lazily
+//! Requests of at least a threshold (default 64 KiB) are served from an [`AddressSpace`](crate::AddressSpace) (one lazily
 //! reserved range, default 64 GiB, `PROT_NONE` + `MAP_NORESERVE`), rounded up to size classes: powers
 //! of two with four sub-classes each, page-aligned. Smaller requests go to a wrapped allocator
 //! ([`System`] by default).
 //!
-//! A freed large block is entered into a [`ReclaimRing`] bound to the space as
-//! [`Action::Deallocate`] and kept in a per-class cache. Reuse pops the newest cached block of the
+//! A freed large block is entered into a [`ReclaimRing`](crate::reclaim::ReclaimRing) bound to the space as
+//! [`Action::Deallocate`](crate::reclaim::Action::Deallocate) and kept in a per-class cache. Reuse pops the newest cached block of the
 //! class (or, best fit, of the next larger classes up to twice the size) and cancels its entry:
 //! `Unreclaimed` hands the block out again (no system call, no fault); `Busy`/`Deallocated` means the
 //! reclaimer took it (it is dropped from the cache, never touched) and the next one is tried, or a
 //! fresh block is mapped. The next free of a reused block refills the ring slot its cancel left
 //! (xnu's compact reuse path), so churn does not fill the ring with holes. A full ring flushes one
-//! chunk ([`CHUNK_SIZE`] entries), never the whole ring. A [`Reclaimer`] thread applies the policy: a
+//! chunk ([`CHUNK_SIZE`](crate::reclaim::CHUNK_SIZE) entries), never the whole ring. A [`Reclaimer`](crate::reclaim::Reclaimer) thread applies the policy: a
 //! maximum age (idle time), a byte budget, optionally xnu's working-set estimate, and memory pressure.
 //!
 //! # Installing it
@@ -469,26 +469,26 @@ impl<A: GlobalAlloc> Builder<A> {
         self
     }
 
-    /// Unmap the oldest freed blocks while the ring holds more than this ([`Policy::budget`]).
+    /// Unmap the oldest freed blocks while the ring holds more than this ([`Policy::budget`](crate::reclaim::Policy::budget)).
     pub fn budget(mut self, bytes: u64) -> Self {
         self.config.budget = Some(bytes);
         self
     }
 
-    /// Unmap freed blocks idle longer than this ([`Policy::max_age`]; `None` disables, default
+    /// Unmap freed blocks idle longer than this ([`Policy::max_age`](crate::reclaim::Policy::max_age); `None` disables, default
     /// [`DEFAULT_MAX_AGE`]).
     pub fn max_age(mut self, age: impl Into<Option<Duration>>) -> Self {
         self.config.max_age = age.into();
         self
     }
 
-    /// Trim by xnu's working-set estimate too ([`Policy::working_set`]).
+    /// Trim by xnu's working-set estimate too ([`Policy::working_set`](crate::reclaim::Policy::working_set)).
     pub fn working_set(mut self, ws: WorkingSet) -> Self {
         self.config.working_set = Some(ws);
         self
     }
 
-    /// The reclaimer's tick ([`ReclaimerConfig::tick`]; default half the max age, 1–100 ms).
+    /// The reclaimer's tick ([`ReclaimerConfig::tick`](crate::reclaim::ReclaimerConfig::tick); default half the max age, 1–100 ms).
     pub fn tick(mut self, tick: Duration) -> Self {
         self.config.tick = Some(tick);
         self
@@ -500,7 +500,7 @@ impl<A: GlobalAlloc> Builder<A> {
         self
     }
 
-    /// Entries in the ring (rounded by [`ReclaimRing::round_capacity`]; default 4096).
+    /// Entries in the ring (rounded by [`ReclaimRing::round_capacity`](crate::reclaim::ReclaimRing::round_capacity); default 4096).
     pub fn ring_capacity(mut self, n: u32) -> Self {
         self.config.ring_capacity = n;
         self

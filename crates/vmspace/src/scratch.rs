@@ -19,7 +19,7 @@
 //! Differences from the seed, all fixes of its known defects: the free list is tagged (the seed's
 //! untagged CAS can hand one slot to two threads); a failed claim is a `Result`, never a null entry;
 //! a failed page allocation leaks no mapping; `exec_exit` unmaps the pages (instead of leaving them to
-//! the address space's teardown) and every thread's slot becomes invalid, so a later [`current`]
+//! the address space's teardown) and every thread's slot becomes invalid, so a later [`current`](ScratchSpace::current)
 //! claims anew; a forked child never shares the writable alias (or the executable view) with the
 //! parent; threads claim lazily on first use instead of `enable` claiming for every thread, which
 //! closes the seed's enable-versus-thread-creation race.

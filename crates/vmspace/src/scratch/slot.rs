@@ -33,7 +33,7 @@ pub enum ScratchError {
     InvalidSlotSize(usize),
     /// `max_pages` is 0, or pages × slots per page do not fit 32-bit slot indices.
     InvalidMaxPages(u32),
-    /// [`ScratchSpace::current`] was called while this thread's locals are being destroyed.
+    /// [`ScratchSpace::current`](super::ScratchSpace::current) was called while this thread's locals are being destroyed.
     ThreadExiting,
 }
 
@@ -70,7 +70,7 @@ impl std::error::Error for ScratchError {
 }
 
 /// The addresses of one slot (the seed's `dtrace_ptss_page_entry` without its `next`): what
-/// [`ScratchSpace::current`] hands out, and what a [`ScratchSlot`] carries.
+/// [`ScratchSpace::current`](super::ScratchSpace::current) hands out, and what a [`ScratchSlot`] carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SlotView {
     pub(super) addr: u64,
