@@ -19,7 +19,7 @@
 //! Differences from the seed, all fixes of its known defects: the free list is tagged (the seed's
 //! untagged CAS can hand one slot to two threads); a failed claim is a `Result`, never a null entry;
 //! a failed page allocation leaks no mapping; `exec_exit` unmaps the pages (instead of leaving them to
-//! the address space's teardown) and every thread's slot becomes invalid, so a later [`current`]
+//! the address space's teardown) and every thread's slot becomes invalid, so a later [`current`](ScratchSpace::current)
 //! claims anew; a forked child never shares the writable alias (or the executable view) with the
 //! parent; threads claim lazily on first use instead of `enable` claiming for every thread, which
 //! closes the seed's enable-versus-thread-creation race.
@@ -52,8 +52,10 @@ mod current;
 mod icache;
 mod lock;
 mod pool;
-mod primitive;
+mod slot;
 mod stack;
+
+pub use slot::{MIN_SLOT_SIZE, ScratchError, ScratchSlot, SlotView};
 
 use std::fmt;
 use std::sync::Arc;
@@ -72,157 +74,9 @@ use pool::{Claimed, Pool, PoolError, SlotRef};
 /// Bytes per slot unless the builder says otherwise (`DTRACE_PTSS_SCRATCH_SPACE_PER_THREAD`).
 pub const DEFAULT_SLOT_SIZE: usize = 64;
 
-/// Smallest slot size the builder accepts.
-pub const MIN_SLOT_SIZE: usize = 16;
-
 /// Pages a scratch space may allocate over its whole life (live and retired by `exec_exit` or a
 /// fork) unless the builder says otherwise: 4096 pages of 64-byte slots are 262,144 slots.
 pub const DEFAULT_MAX_PAGES: u32 = 4096;
-
-/// Why a scratch-space call failed. In every case the free list and the address space are intact.
-#[derive(Debug)]
-pub enum ScratchError {
-    /// Allocating a page failed in the address space or the kernel (`memfd_create`, `mmap`,
-    /// `madvise`); whatever was mapped was unmapped again (the seed leaked it).
-    Space(Error),
-    /// The space has allocated its `max_pages` over its life.
-    Exhausted,
-    /// The slot was released already (this handle or a copy of it).
-    DoubleRelease,
-    /// The slot belongs to another scratch space.
-    ForeignSlot,
-    /// The slot's page was dropped by `exec_exit`, or the slot was claimed in the parent of this
-    /// forked process (the seed's release after `dtrace_ptss_exec_exit`, which it ignores).
-    Stale,
-    /// The slot size is not a power of two between [`MIN_SLOT_SIZE`] and the page size.
-    InvalidSlotSize(usize),
-    /// `max_pages` is 0, or pages × slots per page do not fit 32-bit slot indices.
-    InvalidMaxPages(u32),
-    /// [`ScratchSpace::current`] was called while this thread's locals are being destroyed.
-    ThreadExiting,
-}
-
-impl From<Error> for ScratchError {
-    fn from(e: Error) -> ScratchError {
-        ScratchError::Space(e)
-    }
-}
-
-impl fmt::Display for ScratchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ScratchError::Space(e) => write!(f, "scratch page allocation failed: {e}"),
-            ScratchError::Exhausted => f.write_str("scratch space has no page numbers left"),
-            ScratchError::DoubleRelease => f.write_str("scratch slot released twice"),
-            ScratchError::ForeignSlot => f.write_str("scratch slot of another scratch space"),
-            ScratchError::Stale => f.write_str("scratch slot retired by exec_exit or fork"),
-            ScratchError::InvalidSlotSize(n) => {
-                write!(f, "slot size {n} is not a power of two in [{MIN_SLOT_SIZE}, page size]")
-            }
-            ScratchError::InvalidMaxPages(n) => write!(f, "max_pages {n} out of range"),
-            ScratchError::ThreadExiting => f.write_str("thread is exiting"),
-        }
-    }
-}
-
-impl std::error::Error for ScratchError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ScratchError::Space(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-/// The addresses of one slot (the seed's `dtrace_ptss_page_entry` without its `next`): what
-/// [`ScratchSpace::current`] hands out, and what a [`ScratchSlot`] carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SlotView {
-    addr: u64,
-    write_addr: u64,
-    len: u32,
-}
-
-impl SlotView {
-    /// The executable view of the slot, read+execute (the seed's `addr`).
-    pub fn addr(&self) -> u64 {
-        self.addr
-    }
-
-    /// The writable alias of the same bytes, read+write (the seed's `write_addr`, added in the newer
-    /// header; the older one had a single RWX `addr`).
-    pub fn write_addr(&self) -> u64 {
-        self.write_addr
-    }
-
-    /// The slot's size in bytes (`DTRACE_PTSS_SCRATCH_SPACE_PER_THREAD`, 64 by default).
-    #[allow(clippy::len_without_is_empty)]
-    pub fn len(&self) -> usize {
-        self.len as usize
-    }
-
-    /// Makes what was written through [`write_addr`](Self::write_addr) visible to instruction fetch
-    /// at [`addr`](Self::addr) (xnu's `dtrace_flush_caches` after `uwrite` on arm64). On x86-64 this
-    /// is only a compiler fence: the CPU keeps instruction fetch coherent with stores. On aarch64 it
-    /// cleans the data cache by the alias, invalidates the instruction cache by the executable
-    /// address, and ends with `dsb ish; isb` (another thread that will run the code still needs its
-    /// own context synchronisation, e.g. `isb`).
-    pub fn sync_icache(&self) {
-        icache::sync(self.addr, self.write_addr, u64::from(self.len))
-    }
-}
-
-/// A claimed slot (the seed's `struct dtrace_ptss_page_entry *`): its two addresses plus what a
-/// release checks. A plain `Copy` value like the seed's pointer, so a copy can be released twice: the
-/// second release fails with [`ScratchError::DoubleRelease`] and changes nothing. Dropping a handle
-/// without releasing it leaks the slot until `exec_exit` (the seed's behaviour when a thread's entry
-/// is lost).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[must_use = "a claimed slot stays claimed until released"]
-pub struct ScratchSlot {
-    // Every field is 8 bytes: a lone 4-byte field makes the compiler copy handles with wider loads
-    // of narrower stores, which the CPU cannot forward (a stall of ~10 ns per claim).
-    addr: u64,
-    write_addr: u64,
-    space: u64,
-    /// The slot's index (low half) and length (high half).
-    index_len: u64,
-    seq: u64,
-    slot: SlotRef,
-}
-
-impl ScratchSlot {
-    /// The executable view (the seed's `addr`); see [`SlotView::addr`].
-    pub fn addr(&self) -> u64 {
-        self.addr
-    }
-
-    /// The writable alias (the seed's `write_addr`); see [`SlotView::write_addr`].
-    pub fn write_addr(&self) -> u64 {
-        self.write_addr
-    }
-
-    /// The slot's size in bytes (`DTRACE_PTSS_SCRATCH_SPACE_PER_THREAD`).
-    #[allow(clippy::len_without_is_empty)]
-    pub fn len(&self) -> usize {
-        (self.index_len >> 32) as usize
-    }
-
-    /// Instruction-cache synchronisation after a write; see [`SlotView::sync_icache`].
-    pub fn sync_icache(&self) {
-        self.view().sync_icache()
-    }
-
-    /// The addresses alone.
-    pub fn view(&self) -> SlotView {
-        SlotView { addr: self.addr, write_addr: self.write_addr, len: (self.index_len >> 32) as u32 }
-    }
-
-    /// The slot's index in its space (page number × entries per page + entry).
-    pub fn index(&self) -> u32 {
-        self.index_len as u32
-    }
-}
 
 /// Settings of a scratch space, then [`Builder::enable`] or [`Builder::build`].
 #[derive(Clone, Copy, Debug)]
@@ -357,18 +211,22 @@ impl Inner {
     /// handle passed through memory costs a store-forwarding stall per call.
     #[inline]
     fn release(self: &Arc<Inner>, slot: ScratchSlot) -> Result<(), ScratchError> {
+        self.mark_free(&slot)?;
+        if !(self.thread_cache && current::put_cached(self, slot.slot)) {
+            self.push_cold(slot.index());
+        }
+        Ok(())
+    }
+
+    /// The check and the CAS of [`Inner::release`].
+    #[inline]
+    fn mark_free(&self, slot: &ScratchSlot) -> Result<(), ScratchError> {
         let freed = slot.space == self.id
             && self.fork_gen.load(Ordering::Acquire) == generation()
             // SAFETY: the ids match, so `slot` was made by this space's pool (ids are unique in
             // the process, and a handle's fields cannot be forged).
             && unsafe { self.pool.mark_free_ref(slot.slot, slot.seq) }.is_ok();
-        if !freed {
-            return Err(self.release_error(&slot));
-        }
-        if !(self.thread_cache && current::put_cached(self, slot.slot)) {
-            self.push_cold(slot.index());
-        }
-        Ok(())
+        if freed { Ok(()) } else { Err(self.release_error(slot)) }
     }
 
     /// Why [`Inner::release`] refused `slot` (which it did not change).
@@ -384,7 +242,6 @@ impl Inner {
         }
         // SAFETY: as in `release`.
         match unsafe { self.pool.check_ref(slot.slot) } {
-            PoolError::Foreign => ScratchError::ForeignSlot,
             PoolError::Stale => ScratchError::Stale,
             PoolError::DoubleRelease => ScratchError::DoubleRelease,
         }
@@ -414,6 +271,32 @@ impl Inner {
             let _g = self.lock.lock();
             self.reset_if_forked_locked();
         }
+    }
+}
+
+impl current::Owner for Inner {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn in_this_process(&self) -> bool {
+        self.fork_gen.load(Ordering::Acquire) == generation()
+    }
+
+    fn push_ref(&self, slot: SlotRef) {
+        // SAFETY: the callers (this thread's cache) hold only `SlotRef`s of the space whose id they
+        // recorded, this one's.
+        self.pool.push(unsafe { self.pool.index_of_ref(slot) });
+    }
+
+    fn release_uncached(&self, slot: ScratchSlot) -> Result<(), ScratchError> {
+        self.mark_free(&slot)?;
+        self.push_cold(slot.index());
+        Ok(())
     }
 }
 
@@ -584,7 +467,32 @@ impl<'a> ScratchSpace<'a> {
     /// the thread's slot cannot be released by mistake.
     #[inline]
     pub fn current(&self) -> Result<SlotView, ScratchError> {
-        current::current(self)
+        match current::current(&self.inner)? {
+            Some(view) => Ok(view),
+            None => self.claim_current(),
+        }
+    }
+
+    /// The slow path of [`ScratchSpace::current`]: claims a slot and makes it this thread's.
+    #[cold]
+    fn claim_current(&self) -> Result<SlotView, ScratchError> {
+        let inner = &self.inner;
+        loop {
+            // A pending fork reset would bump the epoch inside the claim: do it first.
+            inner.reset_if_forked();
+            let epoch = inner.epoch.load(Ordering::Acquire);
+            let slot = self.claim()?;
+            if inner.epoch.load(Ordering::Acquire) != epoch {
+                // exec_exit ran meanwhile: the slot may be retired already; give it back and retry.
+                let _ = inner.release(slot);
+                continue;
+            }
+            if !current::set_current(inner, slot, epoch) {
+                let _ = inner.release(slot);
+                return Err(ScratchError::ThreadExiting);
+            }
+            return Ok(slot.view());
+        }
     }
 
     /// Drops every page (`dtrace_ptss_exec_exit`, plus the unmapping the seed leaves to the address

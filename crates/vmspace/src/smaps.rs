@@ -190,7 +190,7 @@ pub(crate) fn kernel_look(vma: Option<&Vma>, guard: Option<bool>) -> Option<Look
 /// `vm.overcommit_memory = 2`), so a reservation can be told from mapped `PROT_NONE` memory; probed
 /// once.
 pub(crate) fn shows_reservations() -> bool {
-    static SHOWS: crate::os::Probed = crate::os::Probed::new();
+    static SHOWS: crate::os::probed::Probed = crate::os::probed::Probed::new();
     SHOWS
         .get(|| {
             let ps = crate::os::page_size();

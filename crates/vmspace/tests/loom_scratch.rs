@@ -11,13 +11,15 @@
 //! (`LOOM_MAX_PREEMPTIONS` overrides the bound set here).
 #![cfg(loom)]
 
-// The scratch space's own sources, compiled into this crate so that `primitive` picks loom's atomics
-// (loom is a dev-dependency, which the library itself cannot see).
+// The scratch space's own sources and the crate's loom shim, compiled into this crate (the pool and
+// the stack are the library's private modules): `crate::primitive` is the shim here as in the
+// library, so the code checked is the code that ships. The model drives the entry points the library
+// uses: claims, releases through the slot's metadata address (`SlotRef`), the cache's
+// `claim_owned_ref`.
 #[allow(dead_code)]
 #[path = "../src/scratch/pool.rs"]
 mod pool;
-#[allow(dead_code, unused_imports)]
-#[path = "../src/scratch/primitive.rs"]
+#[path = "../src/primitive.rs"]
 mod primitive;
 #[allow(dead_code)]
 #[path = "../src/scratch/stack.rs"]
@@ -26,7 +28,7 @@ mod stack;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use loom::thread;
-use pool::{Pool, PoolError};
+use pool::{Claimed, Pool, PoolError};
 use stack::{EMPTY, Links, TaggedStack};
 
 fn model<F: Fn() + Sync + Send + 'static>(f: F) {
@@ -219,6 +221,16 @@ fn pool(n_shift: u32) -> Pool {
     p
 }
 
+/// Releases `c` as the library does without a thread cache (`Inner::release_uncached`): the state CAS
+/// through the slot's metadata address, then the push of its index.
+fn release(p: &Pool, c: &Claimed) -> Result<(), PoolError> {
+    // SAFETY: `c` came from a claim of `p`.
+    unsafe { p.mark_free_ref(c.slot, c.seq) }?;
+    // SAFETY: as above.
+    p.push(unsafe { p.index_of_ref(c.slot) });
+    Ok(())
+}
+
 /// Claims everything left; checks it is `expect` distinct slots of live pages.
 fn drain(p: &Pool, expect: usize) {
     let mut got = Vec::new();
@@ -240,13 +252,13 @@ fn pool_claim_release_aba_schedule() {
         let t1 = thread::spawn(move || {
             // None when the other thread holds both slots.
             if let Some(c) = p1.claim() {
-                p1.release(c.index, c.seq).unwrap();
+                release(&p1, &c).unwrap();
             }
         });
         let a = p.claim();
         let b = p.claim();
         if let Some(a) = a {
-            p.release(a.index, a.seq).unwrap();
+            release(&p, &a).unwrap();
         }
         t1.join().unwrap();
         let held = usize::from(b.is_some());
@@ -265,8 +277,8 @@ fn pool_racing_double_release() {
         let p = Arc::new(pool(1));
         let c = p.claim().unwrap();
         let p1 = p.clone();
-        let t1 = thread::spawn(move || p1.release(c.index, c.seq));
-        let mine = p.release(c.index, c.seq);
+        let t1 = thread::spawn(move || release(&p1, &c));
+        let mine = release(&p, &c);
         let theirs = t1.join().unwrap();
         assert!(
             matches!(
@@ -287,7 +299,7 @@ fn pool_release_racing_retire() {
         let p = Arc::new(pool(1));
         let c = p.claim().unwrap();
         let p1 = p.clone();
-        let t1 = thread::spawn(move || p1.release(c.index, c.seq));
+        let t1 = thread::spawn(move || release(&p1, &c));
         drop(p.retire());
         p.add_page(0x30000, 0x40000);
         let r = t1.join().unwrap();
@@ -300,13 +312,13 @@ fn pool_release_racing_retire() {
             got.push(c.index);
         }
         assert_eq!(got.len(), 2);
-        assert!(matches!(p.release(c.index, c.seq), Err(PoolError::Stale)));
+        assert!(matches!(release(&p, &c), Err(PoolError::Stale)));
     });
 }
 
-/// The thread cache's protocol: T1 releases into its own cache (`mark_free`, keeping the index) and
-/// claims the slot back from there (`claim_owned`) while T2 releases a copy of the same handle
-/// (`mark_free` + `push`): exactly one release wins, and the slot is never both in the free list and
+/// The thread cache's protocol: T1 releases into its own cache (`mark_free_ref`, keeping the
+/// `SlotRef`) and claims the slot back from there (`claim_owned_ref`) while T2 releases a copy of the
+/// same handle (`mark_free_ref` + `push`): exactly one release wins, and the slot is never both in the free list and
 /// reclaimed from the cache.
 #[test]
 fn pool_cached_slot_against_a_racing_copy() {
@@ -314,10 +326,11 @@ fn pool_cached_slot_against_a_racing_copy() {
         let p = Arc::new(pool(1));
         let c = p.claim().unwrap();
         let p1 = p.clone();
-        let t1 = thread::spawn(move || match p1.mark_free(c.index, c.seq) {
+        // SAFETY (both threads): `c` came from a claim of `p`.
+        let t1 = thread::spawn(move || match unsafe { p1.mark_free_ref(c.slot, c.seq) } {
             Ok(()) => {
-                let again = p1.claim_owned(c.index).unwrap();
-                p1.release(again.index, again.seq).unwrap();
+                let again = unsafe { p1.claim_owned_ref(c.slot) }.unwrap();
+                release(&p1, &again).unwrap();
                 true
             }
             Err(e) => {
@@ -325,9 +338,9 @@ fn pool_cached_slot_against_a_racing_copy() {
                 false
             }
         });
-        let mine = match p.mark_free(c.index, c.seq) {
+        let mine = match unsafe { p.mark_free_ref(c.slot, c.seq) } {
             Ok(()) => {
-                p.push(c.index);
+                p.push(unsafe { p.index_of_ref(c.slot) });
                 true
             }
             Err(e) => {

@@ -126,7 +126,7 @@ const PM_GUARD_REGION: u64 = 1 << 58;
 /// `/proc/PID/pagemap` (readable by root or the process's owner). Empty on kernels before 6.15,
 /// which do not mark guard pages.
 pub fn guard_runs(pid: u32, range: Range<u64>) -> io::Result<Vec<Range<u64>>> {
-    let ps = super::page_size();
+    let ps = super::mm::page_size();
     let pages = ((range.end - range.start) / ps) as usize;
     let file = File::open(format!("/proc/{pid}/pagemap"))?;
     let mut runs: Vec<Range<u64>> = Vec::new();

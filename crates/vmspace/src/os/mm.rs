@@ -294,7 +294,7 @@ pub enum Batching {
 /// Whether `process_madvise` can carry `MADV_FREE` and `MADV_DONTNEED` for this process, probed once on a
 /// scratch page.
 pub fn madvise_batching() -> Batching {
-    static B: super::Probed = super::Probed::new();
+    static B: super::probed::Probed = super::probed::Probed::new();
     match B.get(probe_batching) {
         Some(1) => Batching::PidfdSelf,
         Some(2) => Batching::PidfdOpen,

@@ -11,6 +11,7 @@
 pub mod inspect;
 mod mm;
 pub(crate) mod pagemap;
+pub(crate) mod probed;
 pub(crate) mod process;
 pub(crate) mod signal;
 
@@ -20,9 +21,10 @@ pub use mm::{
 };
 
 use std::io;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use vmspace_core::Prot;
+
+use probed::Probed;
 
 /// What this kernel supports, detected once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,31 +77,6 @@ fn probe() -> Option<u32> {
             | u32::from(populate) << 3
     };
     Some(bits)
-}
-
-/// A fact about this kernel, probed once it can be. A probe that could not run (its scratch mapping
-/// refused at `vm.max_map_count` or `RLIMIT_AS`) is not remembered, so a later call probes again; and
-/// reading never waits for another thread (a lock here could be inherited half-held by a fork child).
-/// Concurrent first calls may each probe; they find the same.
-pub(crate) struct Probed(AtomicU32);
-
-impl Probed {
-    const KNOWN: u32 = 1 << 31;
-
-    pub(crate) const fn new() -> Probed {
-        Probed(AtomicU32::new(0))
-    }
-
-    /// The fact (below bit 31), probing for it if it is not known yet; `None` if the probe could not run.
-    pub(crate) fn get(&self, probe: impl FnOnce() -> Option<u32>) -> Option<u32> {
-        let v = self.0.load(Ordering::Acquire);
-        if v & Self::KNOWN != 0 {
-            return Some(v & !Self::KNOWN);
-        }
-        let found = probe()?;
-        self.0.store(found | Self::KNOWN, Ordering::Release);
-        Some(found)
-    }
 }
 
 /// An errno as an `io::Error`.

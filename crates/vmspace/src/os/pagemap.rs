@@ -45,7 +45,7 @@ pub(crate) fn guard_runs(range: Range<u64>) -> io::Result<Vec<Range<u64>>> {
 /// Whether this kernel reports guard markers in pagemap: probed once on a scratch page (until the
 /// probe can run).
 pub(crate) fn shows_guards() -> bool {
-    static SHOWS: super::Probed = super::Probed::new();
+    static SHOWS: super::probed::Probed = super::probed::Probed::new();
     SHOWS
         .get(|| {
             let ps = page_size();

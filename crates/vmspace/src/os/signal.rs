@@ -139,11 +139,11 @@ impl AltStack {
     /// Maps a stack and makes it this thread's alternate signal stack; `AltStack(None)` if the memory
     /// could not be had (the thread then runs without one).
     pub(crate) fn new() -> Self {
-        let Ok(p) = super::reserve(Self::SIZE as u64) else { return AltStack(None) };
+        let Ok(p) = super::mm::reserve(Self::SIZE as u64) else { return AltStack(None) };
         // SAFETY: `p` is a reservation just made for this stack, known to no one else.
-        if unsafe { super::protect(p, Self::SIZE as u64, vmspace_core::Prot::RW) }.is_err() {
+        if unsafe { super::mm::protect(p, Self::SIZE as u64, vmspace_core::Prot::RW) }.is_err() {
             // SAFETY: as above.
-            let _ = unsafe { super::unmap(p, Self::SIZE as u64) };
+            let _ = unsafe { super::mm::unmap(p, Self::SIZE as u64) };
             return AltStack(None);
         }
         let ss = libc::stack_t { ss_sp: p as usize as *mut libc::c_void, ss_flags: 0, ss_size: Self::SIZE };
@@ -160,7 +160,7 @@ impl Drop for AltStack {
             // SAFETY: disable the alternate stack before its memory goes.
             unsafe { libc::sigaltstack(&ss, ptr::null_mut()) };
             // SAFETY: the stack's own memory, no longer in use as a signal stack.
-            let _ = unsafe { super::unmap(p, len as u64) };
+            let _ = unsafe { super::mm::unmap(p, len as u64) };
         }
     }
 }

@@ -15,15 +15,28 @@
 //! was taken. A slot whose epoch is no longer the space's was retired with its page: it is dropped.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use super::lock::generation;
 use super::pool::SlotRef;
-use super::{Inner, ScratchError, ScratchSlot, ScratchSpace, SlotView};
+use super::slot::{ScratchError, ScratchSlot, SlotView};
+
+/// What this thread's state needs of a scratch space's shared state (`scratch.rs`'s `Inner`), so
+/// that this module imports nothing from its parent.
+pub(super) trait Owner: Send + Sync + 'static {
+    /// Tells this space's slots from other spaces' (ids start at 1).
+    fn id(&self) -> u64;
+    /// The retire epoch: bumped whenever the pool retires its pages.
+    fn epoch(&self) -> u64;
+    /// Whether the pool's pages belong to this process (not to the parent of a fork).
+    fn in_this_process(&self) -> bool;
+    /// Puts a free slot of this space (one this thread's cache held) on the shared free list.
+    fn push_ref(&self, slot: SlotRef);
+    /// Releases `slot` onto the shared free list, never into a thread's cache.
+    fn release_uncached(&self, slot: ScratchSlot) -> Result<(), ScratchError>;
+}
 
 struct Held {
-    inner: Weak<Inner>,
+    inner: Weak<dyn Owner>,
     /// This thread's slot, and the epoch it was claimed in.
     current: Option<(ScratchSlot, u64)>,
 }
@@ -42,11 +55,11 @@ impl Drop for Registry {
             let Some(inner) = held.inner.upgrade() else { continue };
             if let Some((slot, _)) = held.current {
                 // This thread's locals are gone, so the slot cannot go to the cache: the free list.
-                let _ = inner.release(slot);
+                let _ = inner.release_uncached(slot);
             }
-            if cached == inner.id {
+            if cached == inner.id() {
                 let (slot, epoch) = CACHE.with(|c| (c.slot.get(), c.epoch.get()));
-                give_back(&inner, slot, epoch);
+                give_back(&*inner, slot, epoch);
             }
         }
     }
@@ -54,11 +67,10 @@ impl Drop for Registry {
 
 /// Puts a slot the cache held for `inner` (freed in `epoch`) on `inner`'s free list, unless its page
 /// was retired since or this is a fork child (then the slot is gone with its page).
-fn give_back(inner: &Inner, slot: SlotRef, epoch: u64) {
-    if epoch == inner.epoch.load(Ordering::Acquire) && inner.fork_gen.load(Ordering::Acquire) == generation()
-    {
-        // SAFETY: the cache held `slot` for the space whose id it recorded, `inner`'s.
-        inner.pool.push(unsafe { inner.pool.index_of_ref(slot) });
+fn give_back(inner: &dyn Owner, slot: SlotRef, epoch: u64) {
+    if epoch == inner.epoch() && inner.in_this_process() {
+        // The cache held `slot` for the space whose id it recorded, `inner`'s.
+        inner.push_ref(slot);
     }
 }
 
@@ -93,21 +105,22 @@ thread_local! {
     };
 }
 
-fn same(held: &Held, inner: &Arc<Inner>) -> bool {
-    core::ptr::eq(Weak::as_ptr(&held.inner), Arc::as_ptr(inner))
+fn same<O: Owner>(held: &Held, inner: &Arc<O>) -> bool {
+    core::ptr::addr_eq(Weak::as_ptr(&held.inner), Arc::as_ptr(inner))
 }
 
 /// Runs `f` on this thread's entry for `inner` (made if missing); `None` while the thread's locals
 /// are being destroyed.
 #[inline]
-fn with_entry<R>(inner: &Arc<Inner>, f: impl FnOnce(&mut Held) -> R) -> Option<R> {
+fn with_entry<O: Owner, R>(inner: &Arc<O>, f: impl FnOnce(&mut Held) -> R) -> Option<R> {
     HELD.try_with(|reg| {
         let mut held = reg.0.borrow_mut();
         if let Some(h) = held.iter_mut().find(|h| same(h, inner)) {
             return f(h);
         }
         held.retain(|h| h.inner.strong_count() > 0);
-        held.push(Held { inner: Arc::downgrade(inner), current: None });
+        let weak: Weak<dyn Owner> = Arc::downgrade(inner) as Weak<dyn Owner>;
+        held.push(Held { inner: weak, current: None });
         let last = held.len() - 1;
         f(&mut held[last])
     })
@@ -117,13 +130,13 @@ fn with_entry<R>(inner: &Arc<Inner>, f: impl FnOnce(&mut Held) -> R) -> Option<R
 /// Takes the cached free slot, if this thread has one of `inner` from the current epoch (a stale one
 /// is dropped).
 #[inline]
-pub(super) fn take_cached(inner: &Arc<Inner>) -> Option<SlotRef> {
+pub(super) fn take_cached<O: Owner>(inner: &Arc<O>) -> Option<SlotRef> {
     CACHE.with(|c| {
-        if c.space.get() != inner.id {
+        if c.space.get() != inner.id() {
             return None;
         }
         c.space.set(NONE);
-        (c.epoch.get() == inner.epoch.load(Ordering::Acquire)).then(|| c.slot.get())
+        (c.epoch.get() == inner.epoch()).then(|| c.slot.get())
     })
 }
 
@@ -132,18 +145,18 @@ pub(super) fn take_cached(inner: &Arc<Inner>) -> Option<SlotRef> {
 /// slot of another space is given back to that space first: the cache serves the space released to
 /// last, and a space this thread stopped using (or that was dropped) does not keep it.
 #[inline]
-pub(super) fn put_cached(inner: &Arc<Inner>, slot: SlotRef) -> bool {
-    let epoch = inner.epoch.load(Ordering::Acquire);
+pub(super) fn put_cached<O: Owner>(inner: &Arc<O>, slot: SlotRef) -> bool {
+    let (id, epoch) = (inner.id(), inner.epoch());
     CACHE.with(|c| {
         match c.space.get() {
             NONE => {}
-            id if id == inner.id => return false,
+            space if space == id => return false,
             _ => evict(c),
         }
-        if c.registered.get() != inner.id && !register(c, inner) {
+        if c.registered.get() != id && !register(c, inner) {
             return false;
         }
-        c.space.set(inner.id);
+        c.space.set(id);
         c.slot.set(slot);
         c.epoch.set(epoch);
         true
@@ -157,8 +170,8 @@ fn evict(c: &Cache) {
     let (old, slot, epoch) = (c.space.replace(NONE), c.slot.get(), c.epoch.get());
     let _ = HELD.try_with(|reg| {
         let Ok(held) = reg.0.try_borrow() else { return };
-        if let Some(inner) = held.iter().filter_map(|h| h.inner.upgrade()).find(|i| i.id == old) {
-            give_back(&inner, slot, epoch);
+        if let Some(inner) = held.iter().filter_map(|h| h.inner.upgrade()).find(|i| i.id() == old) {
+            give_back(&*inner, slot, epoch);
         }
     });
 }
@@ -166,51 +179,30 @@ fn evict(c: &Cache) {
 /// Makes sure `HELD` has an entry for `inner`, so that the thread-exit destructor gives a cached slot
 /// back; false once that destructor has run.
 #[cold]
-fn register(c: &Cache, inner: &Arc<Inner>) -> bool {
+fn register<O: Owner>(c: &Cache, inner: &Arc<O>) -> bool {
     if c.registered.get() == CLOSED || with_entry(inner, |_| ()).is_none() {
         return false;
     }
-    c.registered.set(inner.id);
+    c.registered.set(inner.id());
     true
 }
 
-/// [`ScratchSpace::current`].
+/// This thread's slot of `inner`, if it has one that is still valid (its page not retired since, not
+/// inherited from the parent of a fork): the fast path of `ScratchSpace::current`. `Err` while the
+/// thread's locals are being destroyed.
 #[inline]
-pub(super) fn current(space: &ScratchSpace<'_>) -> Result<SlotView, ScratchError> {
-    let inner = &space.inner;
-    let found = HELD
-        .try_with(|reg| {
-            let held = reg.0.borrow();
-            let (slot, epoch) = held.iter().find(|h| same(h, inner))?.current?;
-            let valid = epoch == inner.epoch.load(Ordering::Acquire)
-                && inner.fork_gen.load(Ordering::Acquire) == generation();
-            valid.then_some(slot.view())
-        })
-        .map_err(|_| ScratchError::ThreadExiting)?;
-    match found {
-        Some(view) => Ok(view),
-        None => claim_current(space),
-    }
+pub(super) fn current<O: Owner>(inner: &Arc<O>) -> Result<Option<SlotView>, ScratchError> {
+    HELD.try_with(|reg| {
+        let held = reg.0.borrow();
+        let (slot, epoch) = held.iter().find(|h| same(h, inner))?.current?;
+        let valid = epoch == inner.epoch() && inner.in_this_process();
+        valid.then_some(slot.view())
+    })
+    .map_err(|_| ScratchError::ThreadExiting)
 }
 
-#[cold]
-fn claim_current(space: &ScratchSpace<'_>) -> Result<SlotView, ScratchError> {
-    let inner = &space.inner;
-    loop {
-        // A pending fork reset would bump the epoch inside the claim: do it first.
-        inner.reset_if_forked();
-        let epoch = inner.epoch.load(Ordering::Acquire);
-        let slot = space.claim()?;
-        if inner.epoch.load(Ordering::Acquire) != epoch {
-            // exec_exit ran meanwhile: the slot may be retired already; give it back and retry.
-            let _ = inner.release(slot);
-            continue;
-        }
-        // A stale previous slot was retired with its page: nothing to give back.
-        if with_entry(inner, |h| h.current = Some((slot, epoch))).is_none() {
-            let _ = inner.release(slot);
-            return Err(ScratchError::ThreadExiting);
-        }
-        return Ok(slot.view());
-    }
+/// Makes `slot`, claimed in `epoch`, this thread's slot of `inner` (a stale previous one was retired
+/// with its page: nothing to give back); false while the thread's locals are being destroyed.
+pub(super) fn set_current<O: Owner>(inner: &Arc<O>, slot: ScratchSlot, epoch: u64) -> bool {
+    with_entry(inner, |h| h.current = Some((slot, epoch))).is_some()
 }

@@ -16,13 +16,13 @@
 //! Invariants, with the grow lock held by the caller of `add_page` and `retire`: an index of a live
 //! page is either in the stack exactly once (state even), or claimed (state odd), or free and owned by
 //! exactly one thread outside the stack (in transit inside one `claim`/`release` call, or kept in
-//! that thread's one-slot cache between `mark_free` and `claim_owned`/`push`); an index of a dead
+//! that thread's one-slot cache between `mark_free_ref` and `claim_owned_ref`/`push`); an index of a dead
 //! page may be in the stack at most once, pushed by a release that raced with `retire`, and is
 //! dropped by the `claim` that pops it. A handle and a thread's cache also carry the slot's metadata
 //! address ([`SlotRef`]), so the hot paths skip the table; the metadata lives as long as the pool.
 
-use super::primitive::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use super::stack::{EMPTY, Links, TaggedStack};
+use crate::primitive::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 /// One slot's bookkeeping, on its own pair of cache lines so that threads using neighbouring slots
 /// share neither a line nor a prefetch pair (measured: 13–15 ns per claim + release with two threads
@@ -85,8 +85,6 @@ pub(crate) struct Claimed {
 /// Why a release was refused. Nothing was changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PoolError {
-    /// The index is no slot of this pool.
-    Foreign,
     /// The slot's page was retired (exec/exit, or a fork made this process).
     Stale,
     /// The slot is not claimed under this handle: it was released already.
@@ -133,18 +131,6 @@ impl Pool {
         (1 << self.shift) - 1
     }
 
-    /// The page `p`, if it was published.
-    #[inline]
-    fn page(&self, p: u32) -> Option<&Page> {
-        if p >= self.allocated.load(Ordering::Acquire) {
-            return None;
-        }
-        let page = self.table[p as usize].load(Ordering::Acquire);
-        // SAFETY: pages `0..allocated` were stored (non-null, from `Box::into_raw`) before `allocated`
-        // was raised with release ordering, and are freed only by `Drop`, which has `&mut self`.
-        Some(unsafe { &*page })
-    }
-
     /// The page of an index known to be published (it came out of the stack or a claim).
     #[inline]
     fn page_of(&self, index: u32) -> &Page {
@@ -175,7 +161,7 @@ impl Pool {
     }
 
     /// Marks claimed a free slot that the caller owns exclusively (just popped, or kept in a
-    /// thread's cache after `mark_free`); `None` if its page was retired meanwhile (the index is then
+    /// thread's cache after `mark_free_ref`); `None` if its page was retired meanwhile (the index is then
     /// dropped for good).
     #[inline]
     pub(crate) fn claim_owned(&self, index: u32) -> Option<Claimed> {
@@ -224,27 +210,10 @@ impl Pool {
         })
     }
 
-    /// Gives a claimed slot back (`dtrace_ptss_release_entry`). Lock-free.
-    #[inline]
-    #[cfg_attr(not(all(loom, test)), allow(dead_code))] // the library releases in two halves
-    pub(crate) fn release(&self, index: u32, seq: u64) -> Result<(), PoolError> {
-        self.mark_free(index, seq)?;
-        self.push(index);
-        Ok(())
-    }
-
-    /// The first half of a release: checks the handle and marks the slot free (one CAS, which only
-    /// one release of a claim can win). The caller then owns the free slot: it must `push` it or
-    /// keep it (a thread's cache) for `claim_owned`.
-    #[inline]
-    pub(crate) fn mark_free(&self, index: u32, seq: u64) -> Result<(), PoolError> {
-        // A handle's index always names a published page (handles are made only by `claim`), but the
-        // check is one load and keeps a corrupt index from reaching `page_of`.
-        let page = self.page(index >> self.shift).ok_or(PoolError::Foreign)?;
-        Self::mark_free_meta(&page.slots[(index & self.mask()) as usize], seq)
-    }
-
-    /// [`Pool::mark_free`] through the slot's metadata address.
+    /// The first half of a release (`dtrace_ptss_release_entry`): checks the handle and marks the
+    /// slot free (one CAS, which only one release of a claim can win), through the slot's metadata
+    /// address. The caller then owns the free slot: it must `push` it or keep it (a thread's cache)
+    /// for `claim_owned_ref`.
     ///
     /// # Safety
     ///
@@ -287,7 +256,7 @@ impl Pool {
         Ok(())
     }
 
-    /// Puts a free slot the caller owns (after `mark_free`) on the free list.
+    /// Puts a free slot the caller owns (after `mark_free_ref`) on the free list.
     #[inline]
     pub(crate) fn push(&self, index: u32) {
         self.stack.push(self, index);

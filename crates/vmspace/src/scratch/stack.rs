@@ -13,7 +13,7 @@
 //! Invariant: an index is in the stack at most once. The owner of a slot (the claimer, or the
 //! allocator for a new page) is the only one that pushes it, and only after taking it out of use.
 
-use super::primitive::{AtomicU32, AtomicU64, Ordering};
+use crate::primitive::{AtomicU32, AtomicU64, Ordering};
 
 /// The index that marks the end of the list (and an empty head).
 pub(crate) const EMPTY: u32 = u32::MAX;

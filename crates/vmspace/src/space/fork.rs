@@ -13,9 +13,9 @@ use vmspace_core::{EntryFlags, Inherit, Observed, VmMap};
 use crate::backing::Backing;
 use crate::publish::WriteGuard;
 
-use super::Shared;
 use super::kernel::Kernel;
-use super::stack::keep_growth_room;
+use super::plan::keep_growth_room;
+use super::shared::Shared;
 
 impl Shared {
     /// In the child of a fork, before anything reads the map: the readers that were counted ran on

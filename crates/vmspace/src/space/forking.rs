@@ -26,8 +26,7 @@ use crate::os::{self, process};
 use crate::publish::WriteGuard;
 use crate::registry;
 
-use super::Shared;
-use super::shared::reading_any;
+use super::shared::{Shared, reading_any};
 
 /// What the forking thread holds across one fork.
 struct Holding {

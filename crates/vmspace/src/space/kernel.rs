@@ -1,13 +1,16 @@
-//! The kernel side of a space: turns the map's effects into system calls, and puts single attributes of
+//! The kernel step of a call: turns the map's effects into system calls, and puts single attributes of
 //! a range back to what a map says (the steps recovery is made of). Every call goes through
-//! [`Kernel::call`], which counts it for failure injection.
+//! [`Kernel::call`], which counts it for failure injection (`inject.rs`).
 //!
 //! Invariant: every system call here acts inside the space's own reservation, on ranges the map
 //! decided; destructive ones (unmap, DontNeed, Free, guard markers) only for operations whose caller
-//! promised to hold no reference into the range (see `AddressSpace`).
+//! promised to hold no reference into the range (see `AddressSpace`). An effect is consumed as the
+//! map made it — its range and its data (`Protect`'s protection, `Inherit`'s inheritance, `Advise`'s
+//! advice, `Map`'s entry): the map is read again only where the kernel's call depends on the entries
+//! under the range and the effect cannot say it — guard pieces, which stay `PROT_NONE` in the
+//! fallback, and the `mlock` flavour of each piece a `Wire` covers.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU64, Ordering};
 
 use vmspace_core::{Advice, Behavior, Effect, Entry, EntryFlags, Inherit, Prot, VmMap};
 
@@ -15,68 +18,17 @@ use crate::backing::Backing;
 use crate::error::Error;
 use crate::os::{self, Fixed};
 
-use super::Options;
+use super::inject::{FailureMode, Injection};
 
-/// `remaining` value meaning "no failure injected".
-pub(crate) const NO_FAILURE: u64 = u64::MAX;
-
-/// How an injected failure behaves: the call is not made, made in full, or made over the first half
-/// of its range, and then reports the error — the three shapes a real failure half-way can take.
+/// How an `AddressSpace` uses kernel features; the defaults use everything the kernel has.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FailureMode {
-    /// Nothing is done (the kernel refused up front).
-    #[default]
-    Before,
-    /// The call takes effect, then reports the error (a later part of it failed).
-    After,
-    /// The first half of the range (in whole pages) takes effect, then the error.
-    Half,
-}
-
-/// The failure-injection switch of one space (a test hook).
-pub(crate) struct Injection {
-    /// System calls still allowed before one fails; `NO_FAILURE` when off.
-    remaining: AtomicU64,
-    errno: AtomicI32,
-    mode: AtomicU8,
-}
-
-impl Injection {
-    /// Off; the errno, once armed, defaults to `ENOMEM` (12).
-    pub(crate) const fn off() -> Self {
-        Injection { remaining: AtomicU64::new(NO_FAILURE), errno: AtomicI32::new(12), mode: AtomicU8::new(0) }
-    }
-
-    pub(crate) fn set(&self, after: Option<u64>, errno: i32, mode: FailureMode) {
-        self.errno.store(errno, Ordering::SeqCst);
-        self.mode.store(mode as u8, Ordering::SeqCst);
-        self.remaining.store(after.unwrap_or(NO_FAILURE), Ordering::SeqCst);
-    }
-
-    /// Whether a failure is still to come (the calls made so far did not reach it).
-    pub(crate) fn armed(&self) -> bool {
-        self.remaining.load(Ordering::SeqCst) != NO_FAILURE
-    }
-
-    /// Counts one call; `Some((errno, mode))` when this one must fail.
-    fn fire(&self) -> Option<(i32, FailureMode)> {
-        match self.remaining.load(Ordering::Relaxed) {
-            NO_FAILURE => None,
-            0 => {
-                self.remaining.store(NO_FAILURE, Ordering::Relaxed);
-                let mode = match self.mode.load(Ordering::Relaxed) {
-                    1 => FailureMode::After,
-                    2 => FailureMode::Half,
-                    _ => FailureMode::Before,
-                };
-                Some((self.errno.load(Ordering::Relaxed), mode))
-            }
-            n => {
-                self.remaining.store(n - 1, Ordering::Relaxed);
-                None
-            }
-        }
-    }
+pub struct Options {
+    /// Make guard regions with `PROT_NONE` even where `MADV_GUARD_INSTALL` exists (the fallback for
+    /// kernels before 6.13, forced here so tests cover it).
+    pub guard_fallback: bool,
+    /// Wire with `mlock2(MLOCK_ONFAULT)`: pages are locked as they are touched (`wire_future` style)
+    /// instead of populated now.
+    pub wire_on_fault: bool,
 }
 
 /// A raw call on a range: `(addr, len)`.
@@ -212,8 +164,9 @@ impl<'a> Kernel<'a> {
         self.advise(r, if nocore { os::Advice::DontDump } else { os::Advice::DoDump })
     }
 
-    /// Applies one effect of a successful map operation; `map` is the map after it. Seals are not
-    /// made here (they are irrevocable, so they come after every other step: [`seal_ranges`]).
+    /// Applies one effect of a successful map operation as it is; `map` is the map after it, read only
+    /// for guard pieces in the fallback and for `Wire` (see the module's invariant). Seals are not
+    /// made here (they are irrevocable, so they come after every other step: `plan::seal_ranges`).
     pub(crate) fn effect(&mut self, map: &VmMap<Backing>, fx: &Effect<Backing>) -> Result<(), Error> {
         match fx {
             Effect::Map(e) => {
@@ -292,27 +245,22 @@ impl<'a> Kernel<'a> {
     }
 }
 
-/// The ranges a successful operation seals, in order: its `Seal` effects and the sealed entries it
-/// mapped, adjacent ranges joined. An iterator, so the success path allocates nothing.
-pub(crate) fn seal_ranges(effects: &[Effect<Backing>]) -> impl Iterator<Item = Range<u64>> + '_ {
-    let mut sealed = effects.iter().filter_map(|fx| match fx {
-        Effect::Seal(r) => Some(r.clone()),
-        Effect::Map(e) if e.flags().contains(EntryFlags::SEALED) => Some(e.start..e.end),
-        _ => None,
-    });
-    let mut pending = sealed.next();
-    std::iter::from_fn(move || {
-        let mut r = pending.take()?;
-        for next in sealed.by_ref() {
-            if next.start == r.end {
-                r.end = next.end;
-            } else {
-                pending = Some(next);
-                break;
-            }
-        }
-        Some(r)
-    })
+/// Faults `range` in now: `MADV_POPULATE_WRITE` (or `_READ`) on Linux 5.14+, a read of every page
+/// before. The caller has checked that every page is mapped with the access asked for.
+pub(crate) fn populate(range: Range<u64>, write: bool) -> Result<(), Error> {
+    if os::features().populate {
+        let a = if write { os::Advice::PopulateWrite } else { os::Advice::PopulateRead };
+        // SAFETY: mapped memory of this space with the access asked for (the caller checked it);
+        // populating changes no contents.
+        return unsafe { os::advise(range.start, range.end - range.start, a) }
+            .map_err(|source| Error::Os { call: "madvise", source });
+    }
+    let ps = os::page_size();
+    for page in (range.start..range.end).step_by(ps as usize) {
+        // SAFETY: the page is mapped readable (the caller checked it) in memory this space owns.
+        unsafe { std::ptr::read_volatile(page as *const u8) };
+    }
+    Ok(())
 }
 
 /// The Linux advice for a map advice; `None` for the syncer advice Linux has no counterpart of.

@@ -11,19 +11,27 @@
 //! Calls that destroy contents (`unmap`, `madvise` with DontNeed or Free, `guard`, mapping with
 //! `map_at`) deal in addresses only: the caller must hold no reference into the range it destroys.
 //!
-//! The pieces, one job each: `shared.rs` (the state the fault handler and `fork` share, and the one
-//! path a change takes to map and kernel), `kernel.rs` (effects as system calls, failure injection),
-//! `recover.rs` (putting the kernel back after a failed call, or the map to the kernel), `stack.rs`
-//! (stack growth and the headroom guarantee), `fork.rs` (each side's map after `fork(2)`).
+//! A range's way through a call, one file per step: `validate.rs` (what Linux cannot do, checks of
+//! calls that change nothing), `plan.rs` (the map operation decides; its effects are the plan),
+//! `kernel.rs` (the plan's effects as system calls, as they are; `inject.rs`: failure injection),
+//! `commit.rs` (the one pass: plan, kernel, publish — or `recover.rs`: putting the kernel back after a
+//! failed call, or the map to the kernel). Beside it: `shared.rs` (the state the fault handler and
+//! `fork` share), `stack.rs` (stack growth and the headroom guarantee), `fork.rs` (each side's map
+//! after `fork(2)`), `forking.rs` (the atfork hooks).
 
+mod commit;
 mod fork;
 mod forking;
+mod inject;
 mod kernel;
+mod plan;
 mod recover;
 mod shared;
 mod stack;
+mod validate;
 
-pub use kernel::FailureMode;
+pub use inject::FailureMode;
+pub use kernel::Options;
 pub(crate) use shared::{Shared, reading_any};
 pub use stack::HEADROOM;
 
@@ -43,17 +51,6 @@ use crate::error::Error;
 use crate::os;
 use crate::publish::WriteGuard;
 use crate::registry;
-
-/// How an `AddressSpace` uses kernel features; the defaults use everything the kernel has.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Options {
-    /// Make guard regions with `PROT_NONE` even where `MADV_GUARD_INSTALL` exists (the fallback for
-    /// kernels before 6.13, forced here so tests cover it).
-    pub guard_fallback: bool,
-    /// Wire with `mlock2(MLOCK_ONFAULT)`: pages are locked as they are touched (`wire_future` style)
-    /// instead of populated now.
-    pub wire_on_fault: bool,
-}
 
 /// The kernel's and the map's view of the owned range, from `/proc/self/smaps` and `mincore`
 /// (`vmspace_resident_count`, `vmspace_swap_count`, `vmspace_anonymous_count`,
@@ -158,7 +155,7 @@ impl AddressSpace {
 
     /// [`AddressSpace::map`] with alignment, hint, bounds and direction.
     pub fn map_with(&self, find: &FindSpec, spec: MapSpec<Backing>) -> Result<u64, Error> {
-        let spec = linux_spec(spec)?;
+        let spec = validate::linux_spec(spec)?;
         // The second copy of the map is brought up to date with the same call: it maps where the
         // first copy found space (the copies are equal, so it would find the same place) without
         // searching again.
@@ -177,7 +174,7 @@ impl AddressSpace {
     /// Maps `range` exactly (`vm_map_insert`); fails with `NoSpace` if any page is mapped (it never
     /// silently replaces memory).
     pub fn map_at(&self, range: Range<u64>, spec: MapSpec<Backing>) -> Result<(), Error> {
-        let spec = linux_spec(spec)?;
+        let spec = validate::linux_spec(spec)?;
         self.apply(|m| m.insert(range.clone(), spec.clone()))
     }
 
@@ -201,20 +198,9 @@ impl AddressSpace {
     /// `MADV_WIPEONFORK`; share and copy are decided by the backing on Linux, so share is refused on
     /// private memory and copy on shared memory (`NotSupported`).
     pub fn inherit(&self, range: Range<u64>, inherit: Inherit) -> Result<(), Error> {
-        if inherit == Inherit::Zero && !os::features().wipe_on_fork {
-            return Err(Error::NotSupported("MADV_WIPEONFORK needs Linux 4.14"));
-        }
+        validate::inherit_known(inherit)?;
         let mut w = self.writer()?;
-        let refused = w.read(|m| {
-            m.overlapping(range.clone()).find_map(|e| match (inherit, e.object().is_shared()) {
-                (Inherit::Share, false) => Some("Linux cannot share private memory with a child"),
-                (Inherit::Copy, true) => Some("Linux cannot copy shared memory to a child"),
-                _ => None,
-            })
-        });
-        if let Some(why) = refused {
-            return Err(Error::NotSupported(why));
-        }
+        w.read(|m| validate::inherit(m, &range, inherit))?;
         self.shared.apply(&mut w, |m| m.inherit(range.clone(), inherit), false)
     }
 
@@ -249,9 +235,7 @@ impl AddressSpace {
     /// Seals `range` (`mseal`): from now on neither the kernel nor the map will unmap, re-protect or
     /// destructively advise it. `NotSupported` before Linux 6.10.
     pub fn seal(&self, range: Range<u64>) -> Result<(), Error> {
-        if !os::features().mseal {
-            return Err(Error::NotSupported("mseal needs Linux 6.10"));
-        }
+        validate::seal()?;
         self.apply(|m| m.seal(range.clone()))
     }
 
@@ -263,52 +247,10 @@ impl AddressSpace {
     /// outside the space or a hole → `InvalidAddress`; a page without the access (`write`: read and
     /// write, else read) or a guard page → `ProtectionFailure`. The map does not change.
     pub fn populate(&self, range: Range<u64>, write: bool) -> Result<(), Error> {
-        let want = if write { Prot::RW } else { Prot::READ };
         // The read lock is enough: a concurrent unmap of the range is the caller's race, as with any
         // access to memory it is giving back.
-        self.read(|m| {
-            let ps = m.page_size();
-            if range.end < range.start || !range.start.is_multiple_of(ps) || !range.end.is_multiple_of(ps) {
-                return Err(VmError::InvalidArgument);
-            }
-            if range.start == range.end {
-                return Ok(false);
-            }
-            if range.start < m.min() || range.end > m.max() {
-                return Err(VmError::InvalidAddress);
-            }
-            let mut at = range.start;
-            let mut refused = false;
-            for e in m.overlapping(range.clone()) {
-                if e.start > at {
-                    return Err(VmError::InvalidAddress);
-                }
-                refused |= !e.prot().contains(want) || e.flags().contains(EntryFlags::GUARD);
-                at = e.end;
-            }
-            if at < range.end {
-                return Err(VmError::InvalidAddress);
-            }
-            if refused { Err(VmError::ProtectionFailure) } else { Ok(true) }
-        })
-        .map_err(Error::Vm)
-        .and_then(|needed| if needed { self.populate_checked(range, write) } else { Ok(()) })
-    }
-
-    fn populate_checked(&self, range: Range<u64>, write: bool) -> Result<(), Error> {
-        if os::features().populate {
-            let a = if write { os::Advice::PopulateWrite } else { os::Advice::PopulateRead };
-            // SAFETY: mapped memory of this space with the access asked for (checked above); populating
-            // changes no contents.
-            return unsafe { os::advise(range.start, range.end - range.start, a) }
-                .map_err(|source| Error::Os { call: "madvise", source });
-        }
-        let ps = os::page_size();
-        for page in (range.start..range.end).step_by(ps as usize) {
-            // SAFETY: the page is mapped readable (checked above) in memory this space owns.
-            unsafe { std::ptr::read_volatile(page as *const u8) };
-        }
-        Ok(())
+        let needed = self.read(|m| validate::populate(m, &range, write)).map_err(Error::Vm)?;
+        if needed { kernel::populate(range, write) } else { Ok(()) }
     }
 
     /// Sets or clears `MAP_WIREFUTURE` (`mlockall(MCL_FUTURE | MCL_ONFAULT)` for this space): later
@@ -458,24 +400,6 @@ impl AddressSpace {
     pub(crate) fn fault_visible(&self) -> bool {
         self.slot.is_some()
     }
-}
-
-/// Linux-specific checks and defaults on a spec: shared backings are inherited shared.
-fn linux_spec(mut spec: MapSpec<Backing>) -> Result<MapSpec<Backing>, Error> {
-    match (spec.inherit, spec.object.is_shared()) {
-        (Inherit::Copy, true) => spec.inherit = Inherit::Share,
-        (Inherit::Share, false) => {
-            return Err(Error::NotSupported("Linux cannot share private memory with a child"));
-        }
-        (Inherit::Zero, _) if !os::features().wipe_on_fork => {
-            return Err(Error::NotSupported("MADV_WIPEONFORK needs Linux 4.14"));
-        }
-        _ => {}
-    }
-    if spec.flags.contains(EntryFlags::SEALED) && !os::features().mseal {
-        return Err(Error::NotSupported("mseal needs Linux 6.10"));
-    }
-    Ok(spec)
 }
 
 impl Drop for AddressSpace {

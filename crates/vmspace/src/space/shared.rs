@@ -1,27 +1,22 @@
 //! What the spaces, the fault handler and `fork` share of one address space: its reservation, its map
-//! published left-right, and the one path by which a change reaches map and kernel together.
+//! published left-right, its options and test hooks, and which spaces this thread is reading.
 //!
-//! Invariant: outside `apply`, every page of the reservation has in the kernel exactly the attributes
-//! the map gives it. `apply` runs the map operation on the copy readers do not see, applies its effects
-//! with seals last (irrevocable steps come after every step that can fail), and on a failing call
-//! recovers (`recover.rs`) before anything is published; readers see the map before the change or
-//! after it, never a state the kernel does not have.
+//! Invariant: `maps` is the only copy of the space's map, and it changes only under its write lock,
+//! through `commit.rs` (calls) or `fork.rs` (after `fork(2)`); a thread's reading marks are exact for
+//! the first four spaces it is inside a read of, and count the rest.
 
 use std::cell::Cell;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
-use vmspace_core::{Effect, VmError, VmMap};
+use vmspace_core::VmMap;
 
 use crate::backing::Backing;
-use crate::error::Error;
 use crate::os;
-use crate::publish::{LeftRight, WriteGuard};
+use crate::publish::LeftRight;
 
-use super::Options;
-use super::kernel::{Injection, Kernel, seal_ranges};
-use super::recover::recover;
-use super::stack::keep_growth_room;
+use super::inject::Injection;
+use super::kernel::Options;
 
 pub(crate) struct Shared {
     /// The whole reservation, with one guard page below and above the map's range.
@@ -116,131 +111,4 @@ impl Shared {
             })
             .unwrap_or(true)
     }
-
-    /// Runs a map operation with the write lock held and applies its effects to the kernel; on a
-    /// failing system call, puts the kernel back to the map as it was (or the map to the kernel where
-    /// that cannot be done) before publishing anything. The operation runs again on the second copy of
-    /// the map, through `VmMap::replay` (it is deterministic), so it must be `Fn`; it runs there only
-    /// after it succeeded on the first. With `force`, the change is published even when the timestamp
-    /// did not move (settings).
-    pub(crate) fn apply<R>(
-        &self,
-        w: &mut WriteGuard<'_, VmMap<Backing>>,
-        op: impl Fn(&mut VmMap<Backing>) -> Result<R, VmError>,
-        force: bool,
-    ) -> Result<R, Error> {
-        let recovered = Cell::new(false);
-        let stacks = self.stacks.load(Ordering::Relaxed);
-        w.write(
-            |m| {
-                let ts = m.timestamp();
-                let r = match op(m) {
-                    Ok(r) => r,
-                    Err(e) => return (Err(Error::Vm(e)), false),
-                };
-                if stacks {
-                    keep_growth_room(m);
-                }
-                match self.apply_effects(m) {
-                    Ok(()) => (Ok(r), force || m.timestamp() != ts),
-                    Err((err, kept)) => {
-                        // The map is back to what readers see, but where the kernel kept something.
-                        let changed = !kept.is_empty();
-                        recovered.set(changed);
-                        (Err(err.kept(kept)), changed)
-                    }
-                }
-            },
-            |other, done| {
-                if recovered.get() {
-                    *other = done.clone();
-                } else {
-                    // The same call again, without the journal and effects the first copy kept.
-                    let _ = other.replay(|m| op(m));
-                }
-                if stacks {
-                    keep_growth_room(other);
-                }
-            },
-        )
-    }
-
-    /// Applies the effects of the operation just run on `m`, seals last. On a failure, recovers and
-    /// returns the error with the ranges the kernel kept.
-    fn apply_effects(&self, m: &mut VmMap<Backing>) -> Result<(), (Error, Vec<Range<u64>>)> {
-        let (err, failed) = match self.run_effects(m) {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        let (done, tried): (Vec<Effect<Backing>>, Vec<Range<u64>>) = match failed {
-            Failed::Effect(i) => (m.effects()[..=i].to_vec(), Vec::new()),
-            Failed::Seal(j) => (m.effects().to_vec(), seal_ranges(m.effects()).take(j + 1).collect()),
-        };
-        let mut quiet = Kernel::new(Some(&self.inject_recovery), self.opts, self.prot_guards());
-        Err((err, recover(&mut quiet, m, &done, &tried)))
-    }
-
-    /// Makes the system calls of the effects on `m`'s list: every effect in order, then the seals.
-    /// Nothing here allocates or frees (the effects stay in the map's list, whose capacity is kept):
-    /// the fault handler grows stacks through this path.
-    fn run_effects(&self, m: &VmMap<Backing>) -> Result<(), (Error, Failed)> {
-        let mut k = Kernel::new(Some(&self.inject), self.opts, self.prot_guards());
-        for (i, fx) in m.effects().iter().enumerate() {
-            k.effect(m, fx).map_err(|e| (e, Failed::Effect(i)))?;
-        }
-        for (j, r) in seal_ranges(m.effects()).enumerate() {
-            k.seal(&r).map_err(|e| (e, Failed::Seal(j)))?;
-        }
-        Ok(())
-    }
-
-    /// [`Shared::apply`] for the fault handler, which must not allocate even when the kernel refuses:
-    /// the map is undone and each range the operation mapped goes back to reservation; nothing is
-    /// read back (a refused growth leaves the range as it was but for that).
-    pub(crate) fn apply_in_handler<R>(
-        &self,
-        w: &mut WriteGuard<'_, VmMap<Backing>>,
-        op: impl Fn(&mut VmMap<Backing>) -> Result<R, VmError>,
-    ) -> Result<R, Error> {
-        w.write(
-            |m| {
-                let ts = m.timestamp();
-                let r = match op(m) {
-                    Ok(r) => r,
-                    Err(e) => return (Err(Error::Vm(e)), false),
-                };
-                let err = match self.run_effects(m) {
-                    Ok(()) => return (Ok(r), m.timestamp() != ts),
-                    Err((err, _)) => err,
-                };
-                // Growth maps at most a few ranges: keep them on the stack, not the heap.
-                let mut maps: [Option<Range<u64>>; 4] = [None, None, None, None];
-                for (slot, fx) in
-                    maps.iter_mut().zip(m.effects().iter().filter(|f| matches!(f, Effect::Map(_))))
-                {
-                    if let Effect::Map(e) = fx {
-                        *slot = Some(e.range());
-                    }
-                }
-                m.undo();
-                let mut quiet = Kernel::new(None, self.opts, self.prot_guards());
-                for r in maps.iter().flatten() {
-                    let _ = quiet.unmap(r);
-                }
-                (Err(err), false)
-            },
-            |other, _| {
-                let _ = other.replay(|m| op(m));
-            },
-        )
-    }
-}
-
-/// Which step of [`Shared::run_effects`] failed.
-#[derive(Clone, Copy, Debug)]
-enum Failed {
-    /// The effect at this index of the map's list.
-    Effect(usize),
-    /// The seal at this index of `seal_ranges`.
-    Seal(usize),
 }

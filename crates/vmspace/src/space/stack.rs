@@ -18,21 +18,10 @@ use vmspace_core::{Growth, VmError};
 use crate::error::Error;
 use crate::os;
 
-use super::Shared;
+use super::shared::Shared;
 
 /// Stack mapped below a thread's stack pointer when it enters a call on its own space.
 pub const HEADROOM: u64 = 256 << 10;
-
-/// Entries and journal room kept for growth from the handler (two per growth, with slack).
-pub(crate) const GROWTH_RESERVE: usize = 16;
-
-/// Keeps room in `m` for growth from the fault handler, where nothing may be allocated: after every
-/// change (growths spend it) and on every fresh copy of the map (a fork's). A few compares when the
-/// room is there.
-pub(crate) fn keep_growth_room(m: &mut vmspace_core::VmMap<crate::backing::Backing>) {
-    let _ = m.reserve(GROWTH_RESERVE);
-    m.reserve_journal(4 * GROWTH_RESERVE);
-}
 
 /// An address inside the calling function's frame: the stack pointer, give or take a frame.
 #[inline(always)]
