@@ -46,7 +46,10 @@ fn cases(big: u64, small: u64) -> Vec<Case> {
             "shmdt: detaches, then EINVAL",
             vec![at(shmat(big, a(0), 0), a(0)), ok(shmdt(a(0))), err(shmdt(a(0)), E::EINVAL)],
         ),
-        case("shmdt: unaligned is EINVAL", vec![at(shmat(big, a(0), 0), a(0)), err(shmdt(a(0) + 8), E::EINVAL)]),
+        case(
+            "shmdt: unaligned is EINVAL",
+            vec![at(shmat(big, a(0), 0), a(0)), err(shmdt(a(0) + 8), E::EINVAL)],
+        ),
         case("shmdt: nothing there is EINVAL", vec![err(shmdt(a(0)), E::EINVAL)]),
         case(
             "shmdt: a plain mapping is not a segment",
@@ -104,5 +107,11 @@ fn shm_attach_and_detach_equal_the_kernel() {
     let all = cases(big, small);
     let failures = run_cases_with(&files, &segs.files, &all);
     println!("{} cases, {} differ", all.len(), failures.len());
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), all.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        all.len(),
+        failures.join("\n")
+    );
 }
