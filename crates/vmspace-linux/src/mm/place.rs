@@ -131,12 +131,12 @@ impl Mm {
     /// The free gaps `[start, end)` between VMAs, highest first, clipped to `[low, high)`.
     fn gaps_down(&self, low: u64, high: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
         let mut top = high;
-        let mut iter = self.vmas.range(..high).rev().peekable();
+        let mut iter = self.vmas.below_rev(high);
         let mut done = false;
         core::iter::from_fn(move || {
             while !done {
                 let (gs, ge) = match iter.next() {
-                    Some((_, v)) => {
+                    Some(v) => {
                         let g = (v.end, top);
                         top = v.start;
                         g
@@ -171,7 +171,7 @@ impl Mm {
                     continue;
                 }
                 let gap = ge - len;
-                if let Some(next) = self.vmas.range(ge..).next().map(|(_, v)| v) {
+                if let Some(next) = self.vmas.from(ge).next() {
                     if next.flags & VM_GROWSDOWN != 0 && self.start_gap(next) < ge {
                         high = self.start_gap(next);
                         continue 'retry;
@@ -187,14 +187,14 @@ impl Mm {
     fn unmapped_area(&self, len: u64, low: u64, high: u64) -> Option<u64> {
         let mut low = low.max(self.params.mmap_min_addr);
         'retry: loop {
-            let mut prev_end = self.vmas.range(..low).next_back().map_or(0, |(_, v)| v.end).max(low);
-            let mut it = self.vmas.range(low..).map(|(_, v)| v);
+            let mut prev_end = self.vmas.last_below(low).map_or(0, |v| v.end).max(low);
+            let mut it = self.vmas.from(low);
             loop {
                 let next = it.next();
                 let ge = next.map_or(high, |v| v.start.min(high));
                 if ge > prev_end && ge - prev_end >= len {
                     let gap = prev_end;
-                    if let Some(n) = self.vmas.range(gap + 1..).next().map(|(_, v)| v) {
+                    if let Some(n) = self.vmas.from(gap + 1).next() {
                         if n.flags & VM_GROWSDOWN != 0 && self.start_gap(n) < gap + len - 1 {
                             low = n.end;
                             continue 'retry;

@@ -83,6 +83,6 @@ impl Mm {
     /// The VMAs ending above `addr`, in address order (a `VMA_ITERATOR` from `addr`).
     fn vmas_from(&self, addr: u64) -> impl Iterator<Item = &Vma> + '_ {
         let first = self.find_vma(addr).map_or(u64::MAX, |v| v.start);
-        self.vmas.range(first..).map(|(_, v)| v)
+        self.vmas.from(first)
     }
 }
