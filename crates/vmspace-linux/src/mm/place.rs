@@ -128,36 +128,6 @@ impl Mm {
         self.unmapped_area(len, begin, end).ok_or(Errno::ENOMEM)
     }
 
-    /// The free gaps `[start, end)` between VMAs, highest first, clipped to `[low, high)`.
-    fn gaps_down(&self, low: u64, high: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
-        let mut top = high;
-        let mut iter = self.vmas.below_rev(high);
-        let mut done = false;
-        core::iter::from_fn(move || {
-            while !done {
-                let (gs, ge) = match iter.next() {
-                    Some(v) => {
-                        let g = (v.end, top);
-                        top = v.start;
-                        g
-                    }
-                    None => {
-                        done = true;
-                        (0, top)
-                    }
-                };
-                let (gs, ge) = (gs.max(low), ge.min(high));
-                if gs < ge {
-                    return Some((gs, ge));
-                }
-                if top <= low {
-                    done = true;
-                }
-            }
-            None
-        })
-    }
-
     /// `unmapped_area_topdown` (no alignment): the highest gap that fits, below a stack's guard gap.
     fn unmapped_area_topdown(&self, len: u64, low: u64, high: u64) -> Option<u64> {
         let low = low.max(self.params.mmap_min_addr);
@@ -166,20 +136,16 @@ impl Mm {
             if high < low {
                 return None;
             }
-            for (gs, ge) in self.gaps_down(low, high) {
-                if ge - gs < len {
-                    continue;
+            // The highest gap below `high` that fits (the gap index skips the chunks without one).
+            let (_, ge) = self.vmas.highest_gap(low, high, len)?;
+            let gap = ge - len;
+            if let Some(next) = self.vmas.from(ge).next() {
+                if next.flags & VM_GROWSDOWN != 0 && self.start_gap(next) < ge {
+                    high = self.start_gap(next);
+                    continue 'retry;
                 }
-                let gap = ge - len;
-                if let Some(next) = self.vmas.from(ge).next() {
-                    if next.flags & VM_GROWSDOWN != 0 && self.start_gap(next) < ge {
-                        high = self.start_gap(next);
-                        continue 'retry;
-                    }
-                }
-                return Some(gap);
             }
-            return None;
+            return Some(gap);
         }
     }
 

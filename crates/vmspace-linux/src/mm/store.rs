@@ -12,6 +12,7 @@
 //! [`Vmas::remove_range`], which keep the counters exact; `Mm::check_invariants` recomputes them.
 
 use alloc::vec::Vec;
+use core::cell::Cell;
 use core::fmt;
 
 use super::{Vma, is_data};
@@ -29,7 +30,14 @@ pub(super) struct Vmas {
     total: u64,
     /// Sum of the data VMAs' pages (`data_vm`).
     data: u64,
+    /// Per chunk, the largest gap between two of its VMAs ([`DIRTY`]: not known since it changed),
+    /// computed when a placement asks: the gap search skips chunks with no gap large enough, as
+    /// Linux's `vm_unmapped_area` skips subtrees by their `rb_subtree_gap`.
+    gaps: Vec<Cell<u64>>,
 }
+
+/// A chunk's gap is to be recomputed.
+const DIRTY: u64 = u64::MAX;
 
 impl fmt::Debug for Vmas {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -59,6 +67,7 @@ impl Vmas {
     /// Removes every VMA.
     pub fn clear(&mut self) {
         self.chunks.clear();
+        self.gaps.clear();
         self.len = 0;
         self.total = 0;
         self.data = 0;
@@ -153,13 +162,6 @@ impl Vmas {
         self.iter_at(self.pos_start_at_least(addr))
     }
 
-    /// The VMAs starting below `addr`, highest first.
-    pub fn below_rev(&self, addr: u64) -> impl Iterator<Item = &Vma> + '_ {
-        let (ci, i) = self.pos_start_at_least(addr);
-        let head: &[Vma] = self.chunks.get(ci).map_or(&[], |c| &c[..i]);
-        self.chunks[..ci].iter().flatten().chain(head.iter()).rev()
-    }
-
     /// Inserts `v`, replacing a VMA with the same start (as `BTreeMap::insert`).
     pub fn insert(&mut self, v: Vma) {
         let (t, d) = pages_of(&v);
@@ -169,6 +171,7 @@ impl Vmas {
             let mut c = Vec::with_capacity(CHUNK);
             c.push(v);
             self.chunks.push(c);
+            self.gaps.push(Cell::new(DIRTY));
             self.len = 1;
             return;
         }
@@ -177,6 +180,7 @@ impl Vmas {
             ci -= 1;
             i = self.chunks[ci].len();
         }
+        self.gaps[ci].set(DIRTY);
         let c = &mut self.chunks[ci];
         if c.get(i).is_some_and(|o| o.start == v.start) {
             let (ot, od) = pages_of(&c[i]);
@@ -197,6 +201,8 @@ impl Vmas {
             let mut tail = Vec::with_capacity(CHUNK);
             tail.extend(c.drain(CHUNK / 2..));
             self.chunks.insert(ci + 1, tail);
+            self.gaps[ci].set(DIRTY);
+            self.gaps.insert(ci + 1, Cell::new(DIRTY));
         }
     }
 
@@ -214,6 +220,7 @@ impl Vmas {
         hi.pgoff = v.pgoff_at(at);
         v.end = at;
         c.insert(i + 1, hi);
+        self.gaps[ci].set(DIRTY);
         self.len += 1;
         self.grown(ci);
     }
@@ -239,12 +246,15 @@ impl Vmas {
 
     /// After removals from chunk `ci`: drops it when empty, joins it with the next when both are small.
     fn tidy(&mut self, ci: usize) {
+        self.gaps[ci].set(DIRTY);
         if self.chunks[ci].is_empty() {
             self.chunks.remove(ci);
+            self.gaps.remove(ci);
             return;
         }
         if ci + 1 < self.chunks.len() && self.chunks[ci].len() + self.chunks[ci + 1].len() <= CHUNK / 2 {
             let next = self.chunks.remove(ci + 1);
+            self.gaps.remove(ci + 1);
             self.chunks[ci].extend(next);
         }
     }
@@ -283,6 +293,7 @@ impl Vmas {
         let (ci, i) = self.pos_start_at_least(start);
         let v = self.chunks.get_mut(ci).and_then(|c| c.get_mut(i)).filter(|v| v.start == start)?;
         let (ot, od) = pages_of(v);
+        self.gaps[ci].set(DIRTY);
         let r = f(v);
         debug_assert_eq!(v.start, start, "update moved a VMA");
         let (nt, nd) = pages_of(v);
@@ -300,6 +311,7 @@ impl Vmas {
             return;
         };
         let (ot, od) = pages_of(v);
+        self.gaps[ci].set(DIRTY);
         f(v);
         let (nt, nd) = pages_of(v);
         let new_start = v.start;
@@ -316,6 +328,60 @@ impl Vmas {
         }
     }
 
+    /// The largest gap between two VMAs of chunk `ci`.
+    fn inner_gap(&self, ci: usize) -> u64 {
+        let g = self.gaps[ci].get();
+        if g != DIRTY {
+            return g;
+        }
+        let c = &self.chunks[ci];
+        let g = c.windows(2).map(|w| w[1].start - w[0].end).max().unwrap_or(0);
+        self.gaps[ci].set(g);
+        g
+    }
+
+    /// The highest free gap of at least `len` bytes, clipped to `[low, high)`, among the gaps between
+    /// the VMAs starting below `high` (the one above the last of them ends at `high`; the one below
+    /// the first starts at 0): the first fitting gap a walk down from `high` meets, found skipping
+    /// chunks whose inner gaps are all smaller.
+    pub fn highest_gap(&self, low: u64, high: u64, len: u64) -> Option<(u64, u64)> {
+        let fit = |gs: u64, ge: u64| {
+            let (gs, ge) = (gs.max(low), ge.min(high));
+            (gs < ge && ge - gs >= len).then_some((gs, ge))
+        };
+        let (mut ci, mut i) = self.pos_start_at_least(high);
+        let mut top = high;
+        loop {
+            if top <= low {
+                return None;
+            }
+            if i == 0 {
+                if ci == 0 {
+                    return fit(0, top);
+                }
+                ci -= 1;
+                let c = &self.chunks[ci];
+                let last = &c[c.len() - 1];
+                if let Some(g) = fit(last.end, top) {
+                    return Some(g);
+                }
+                top = last.start;
+                i = c.len() - 1;
+                if i > 0 && self.inner_gap(ci) < len {
+                    top = c[0].start;
+                    i = 0;
+                }
+                continue;
+            }
+            let v = &self.chunks[ci][i - 1];
+            if let Some(g) = fit(v.end, top) {
+                return Some(g);
+            }
+            top = v.start;
+            i -= 1;
+        }
+    }
+
     /// Checks the chunk structure and recomputes the counters.
     pub fn check(&self) -> Result<(), &'static str> {
         if self.chunks.iter().any(|c| c.is_empty() || c.len() >= CHUNK) {
@@ -323,6 +389,15 @@ impl Vmas {
         }
         if self.chunks.iter().map(Vec::len).sum::<usize>() != self.len {
             return Err("the VMA count is stale");
+        }
+        if self.gaps.len() != self.chunks.len() {
+            return Err("the gap index has another length");
+        }
+        for (c, g) in self.chunks.iter().zip(&self.gaps) {
+            let real = c.windows(2).map(|w| w[1].start - w[0].end).max().unwrap_or(0);
+            if g.get() != DIRTY && g.get() != real {
+                return Err("a chunk's gap is stale");
+            }
         }
         let (t, d) = self.iter().map(pages_of).fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
         if t != self.total {
