@@ -71,39 +71,40 @@ impl Mm {
         if p.flags & VM_SPECIAL != 0 {
             return None;
         }
+        // What the merge needs of the neighbours: (start, end, anon) and whether each side may join.
         let (prev, next) = self.vmas.around(p.start);
-        let prev = prev.filter(|v| v.end == p.start).cloned();
+        let prev = prev.filter(|v| v.end == p.start);
         let next = match next {
             Some(n) if n.start < p.end => self.vmas.get(p.end),
             n => n.filter(|n| n.start == p.end),
-        }
-        .cloned();
-        let left = prev.as_ref().is_some_and(|v| Self::can_merge_after(v, p));
-        let right = next.as_ref().is_some_and(|n| {
-            Self::can_merge_before(n, p)
-                && (!left || pair_compatible(prev.as_ref().and_then(|v| v.anon), n.anon))
+        };
+        let left = prev.is_some_and(|v| Self::can_merge_after(v, p));
+        let right = next.is_some_and(|n| {
+            Self::can_merge_before(n, p) && (!left || pair_compatible(prev.and_then(|v| v.anon), n.anon))
         });
+        let prev = prev.map(|v| (v.start, v.anon));
+        let next = next.map(|n| (n.start, n.end, n.anon));
         match (left, right) {
             (false, false) => None,
             (true, r) => {
-                let prev = prev.expect("left merge has prev");
+                let (prev_start, prev_anon) = prev.expect("left merge has prev");
                 let mut m_end = p.end;
-                let anon = prev.anon.or(if r { next.as_ref().and_then(|n| n.anon) } else { None }).or(p.anon);
+                let anon = prev_anon.or(if r { next.and_then(|n| n.2) } else { None }).or(p.anon);
                 if r {
-                    let n = next.expect("right merge has next");
-                    m_end = n.end;
-                    self.vmas.remove(n.start);
+                    let (n_start, n_end, _) = next.expect("right merge has next");
+                    m_end = n_end;
+                    self.vmas.remove(n_start);
                 }
-                self.vmas.update(prev.start, |m| {
+                self.vmas.update(prev_start, |m| {
                     m.end = m_end;
                     m.anon = anon;
                 });
-                Some(prev.start)
+                Some(prev_start)
             }
             (false, true) => {
-                let n = next.expect("right merge has next");
-                let (start, pgoff, anon) = (p.start, p.pgoff, n.anon.or(p.anon));
-                self.vmas.rekey(n.start, |m| {
+                let (n_start, _, n_anon) = next.expect("right merge has next");
+                let (start, pgoff, anon) = (p.start, p.pgoff, n_anon.or(p.anon));
+                self.vmas.rekey(n_start, |m| {
                     m.start = start;
                     m.pgoff = pgoff;
                     m.anon = anon;

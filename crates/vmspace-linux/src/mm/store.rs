@@ -351,6 +351,20 @@ impl Vmas {
         };
         let (mut ci, mut i) = self.pos_start_at_least(high);
         let mut top = high;
+        if i > 0 {
+            // The chunk `high` falls in: the gap up to `high`, then its inner gaps (a superset of
+            // those below `high`) tell whether to walk it.
+            let c = &self.chunks[ci];
+            if let Some(g) = fit(c[i - 1].end, top) {
+                return Some(g);
+            }
+            top = c[i - 1].start;
+            i -= 1;
+            if i > 0 && self.inner_gap(ci) < len {
+                top = c[0].start;
+                i = 0;
+            }
+        }
         loop {
             if top <= low {
                 return None;
