@@ -14,8 +14,9 @@
 //! `mprotect` to read-only only when an `anon_vma` exists. Giving every entry an object identity to stop
 //! `VmMap` from coalescing would leave it a sorted container with the merge logic beside it, and its
 //! validation (max protection, wiring counts) would refuse states Linux allows. So `Mm` keeps its own
-//! `BTreeMap` from start address to [`Vma`] and implements Linux's merge and split functions on it
-//! (`merge.rs`), one-to-one with `mm/vma.c`.
+//! ordered store of [`Vma`]s by start address (`store.rs`: sorted chunks with `total_vm`/`data_vm`
+//! counters and a per-chunk gap index for placement) and implements Linux's merge and split functions
+//! on it (`merge.rs`), one-to-one with `mm/vma.c`.
 //!
 //! # What userspace cannot see, and how it is inferred
 //!
