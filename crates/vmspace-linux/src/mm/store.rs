@@ -34,6 +34,9 @@ pub(super) struct Vmas {
     /// computed when a placement asks: the gap search skips chunks with no gap large enough, as
     /// Linux's `vm_unmapped_area` skips subtrees by their `rb_subtree_gap`.
     gaps: Vec<Cell<u64>>,
+    /// The chunk the last lookup found: one call's lookups mostly fall in one chunk, which two
+    /// comparisons confirm before a binary search over the chunks is needed.
+    hint: Cell<usize>,
 }
 
 /// A chunk's gap is to be recomputed.
@@ -84,8 +87,19 @@ impl Vmas {
     }
 
     /// The first slot whose VMA ends above `addr` (the VMAs are disjoint and sorted, so ends are too).
+    /// The first chunk for which `before` (true, then false, along the chunks) is false.
+    fn chunk(&self, before: impl Fn(&Vec<Vma>) -> bool) -> usize {
+        let h = self.hint.get();
+        if h < self.chunks.len() && !before(&self.chunks[h]) && (h == 0 || before(&self.chunks[h - 1])) {
+            return h;
+        }
+        let ci = self.chunks.partition_point(before);
+        self.hint.set(ci);
+        ci
+    }
+
     fn pos_end_above(&self, addr: u64) -> Pos {
-        let ci = self.chunks.partition_point(|c| c[c.len() - 1].end <= addr);
+        let ci = self.chunk(|c| c[c.len() - 1].end <= addr);
         if ci == self.chunks.len() {
             return (ci, 0);
         }
@@ -94,7 +108,7 @@ impl Vmas {
 
     /// The first slot whose VMA starts at or above `addr`.
     fn pos_start_at_least(&self, addr: u64) -> Pos {
-        let ci = self.chunks.partition_point(|c| c[c.len() - 1].start < addr);
+        let ci = self.chunk(|c| c[c.len() - 1].start < addr);
         if ci == self.chunks.len() {
             return (ci, 0);
         }
