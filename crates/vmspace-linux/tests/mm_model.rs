@@ -229,3 +229,72 @@ fn heap_is_named_by_strict_bounds() {
     let names: Vec<String> = mm.maps().into_iter().map(|l| l.name).collect();
     assert_eq!(names, ["", "[heap]"], "the bss, then the heap");
 }
+
+/// A second mix for the notes, never asserted: the replay-like calls over a memory of ~20,000 VMAs
+/// (a large process: a JVM's or a browser's), where placement and every lookup meet a deep list.
+#[test]
+fn many_vmas_mix_throughput_is_printed() {
+    let mut mm = Mm::new(Params::default(), Layout::default());
+    mm.mmap_base = 0x7f00_0000_0000;
+    let base = 0x2000_0000_0000u64;
+    let window = 60_000u64;
+    for i in 0..window / 3 {
+        let prot = if i % 2 == 0 { PROT_READ } else { PROT_READ | PROT_WRITE };
+        let a = base + i * 3 * 4096;
+        let _ = mm.mmap(a, 2 * 4096, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, None, 0);
+    }
+    let below = mm.mmap_base - 2 * window * 4096;
+    for i in 0..window / 6 {
+        let prot = if i % 2 == 0 { PROT_READ } else { PROT_NONE };
+        let a = below + i * 6 * 4096;
+        let _ = mm.mmap(a, 4096, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, None, 0);
+    }
+    let at_start = mm.map_count();
+    let mut r = Rng(0x2545_f491_4f6c_dd1d);
+    let n = 200_000u64;
+    let started = std::time::Instant::now();
+    let mut placed = Vec::new();
+    for i in 0..n {
+        let x = r.next();
+        let b = base + (x % window) * 4096;
+        match i % 8 {
+            0 => {
+                let len = ((x >> 20) % 16 + 1) * 4096;
+                if let Ok(a) = mm.mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, None, 0) {
+                    placed.push(a);
+                }
+            }
+            1 => {
+                let _ = mm.mmap(b, 4 * 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, None, 0);
+            }
+            2 => {
+                let _ = mm.mprotect(b, 2 * 4096, PROT_READ | PROT_WRITE);
+            }
+            3 => {
+                let _ = mm.madvise(b, 3 * 4096, MADV_DONTNEED);
+            }
+            4 => {
+                let _ = mm.munmap(b, 4096);
+            }
+            5 => {
+                let _ = mm.mremap(b, 4096, 2 * 4096, MREMAP_MAYMOVE, 0);
+            }
+            6 => {
+                if placed.len() > 64 {
+                    let a = placed.swap_remove((x % 64) as usize);
+                    let _ = mm.munmap(a, 16 * 4096);
+                }
+            }
+            _ => {
+                let _ = mm.brk(0);
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "many VMAs: {n} calls in {secs:.3} s: {:.2}M calls/s, {at_start} VMAs at the start, {} at the end",
+        n as f64 / secs / 1e6,
+        mm.map_count()
+    );
+    assert!(mm.check_invariants().is_ok());
+}

@@ -14,7 +14,7 @@ impl Mm {
         child.guards = Ranges::default();
         child.locked_vm = 0;
         child.def_flags &= VM_NOHUGEPAGE;
-        for v in self.vmas.values() {
+        for v in self.vmas.iter() {
             if v.flags & VM_DONTCOPY != 0 {
                 continue;
             }
@@ -33,7 +33,7 @@ impl Mm {
                     at = e;
                 }
             }
-            child.vmas.insert(c.start, c);
+            child.vmas.insert(c);
         }
         child
     }

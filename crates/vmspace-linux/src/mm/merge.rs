@@ -43,17 +43,17 @@ impl Mm {
 
     /// The VMA ending exactly at `addr`.
     fn ends_at(&self, addr: u64) -> Option<&Vma> {
-        self.vmas.range(..addr).next_back().map(|(_, v)| v).filter(|v| v.end == addr)
+        self.vmas.last_below(addr).filter(|v| v.end == addr)
+    }
+
+    /// The end of the VMA starting at `key`.
+    pub(super) fn end_of(&self, key: u64) -> u64 {
+        self.vmas.get(key).expect("a VMA starts there").end
     }
 
     /// `__split_vma`: splits the VMA containing `at` (strictly inside it) in two.
     pub(super) fn split_at(&mut self, at: u64) {
-        let Some(v) = self.vma_at(at).filter(|v| v.start < at).cloned() else { return };
-        let mut hi = v.clone();
-        hi.start = at;
-        hi.pgoff = v.pgoff_at(at);
-        self.vmas.get_mut(&v.start).expect("the VMA just found").end = at;
-        self.vmas.insert(at, hi);
+        self.vmas.split(at);
     }
 
     /// `split_vma`: `__split_vma` refused at `vm.max_map_count`.
@@ -71,38 +71,47 @@ impl Mm {
         if p.flags & VM_SPECIAL != 0 {
             return None;
         }
-        let prev = self.ends_at(p.start).cloned();
-        let next = self.vmas.get(&p.end).cloned();
-        let left = prev.as_ref().is_some_and(|v| Self::can_merge_after(v, p));
-        let right = next.as_ref().is_some_and(|n| {
+        // What the merge needs of the neighbours: (start, end, anon) and whether each side may join.
+        let (prev, next) = self.vmas.around(p.start);
+        let prev = prev.filter(|v| v.end == p.start);
+        let next = match next {
+            Some(n) if n.start < p.end => self.vmas.get(p.end),
+            n => n.filter(|n| n.start == p.end),
+        };
+        let left = prev.is_some_and(|v| Self::can_merge_after(v, p));
+        let right = next.is_some_and(|n| {
             Self::can_merge_before(n, p)
-                && (!left || pair_compatible(prev.as_ref().and_then(|v| v.anon), n.anon))
+                && (!left || pair_compatible(prev.and_then(|v| v.anon), n.anon))
                 // Merging both sides removes next, which a VMA with a close operation forbids.
                 && (!left || self.removable(n))
         });
+        let prev = prev.map(|v| (v.start, v.anon));
+        let next = next.map(|n| (n.start, n.end, n.anon));
         match (left, right) {
             (false, false) => None,
             (true, r) => {
-                let prev = prev.expect("left merge has prev");
-                let mut m = prev.clone();
-                m.end = p.end;
-                m.anon = prev.anon.or(if r { next.as_ref().and_then(|n| n.anon) } else { None }).or(p.anon);
+                let (prev_start, prev_anon) = prev.expect("left merge has prev");
+                let mut m_end = p.end;
+                let anon = prev_anon.or(if r { next.and_then(|n| n.2) } else { None }).or(p.anon);
                 if r {
-                    let n = next.expect("right merge has next");
-                    m.end = n.end;
-                    self.vmas.remove(&n.start);
+                    let (n_start, n_end, _) = next.expect("right merge has next");
+                    m_end = n_end;
+                    self.vmas.remove(n_start);
                 }
-                self.vmas.insert(m.start, m);
-                Some(prev.start)
+                self.vmas.update(prev_start, |m| {
+                    m.end = m_end;
+                    m.anon = anon;
+                });
+                Some(prev_start)
             }
             (false, true) => {
-                let n = next.expect("right merge has next");
-                let mut m = n.clone();
-                m.start = p.start;
-                m.pgoff = p.pgoff;
-                m.anon = n.anon.or(p.anon);
-                self.vmas.remove(&n.start);
-                self.vmas.insert(p.start, m);
+                let (n_start, _, n_anon) = next.expect("right merge has next");
+                let (start, pgoff, anon) = (p.start, p.pgoff, n_anon.or(p.anon));
+                self.vmas.rekey(n_start, |m| {
+                    m.start = start;
+                    m.pgoff = pgoff;
+                    m.anon = anon;
+                });
                 Some(p.start)
             }
         }
@@ -119,14 +128,14 @@ impl Mm {
         flags: u64,
         label: &Label,
     ) -> Result<u64, Errno> {
-        let mid = self.vmas.get(&key).cloned().expect("modify on a VMA");
+        let mid = self.vmas.get(key).cloned().expect("modify on a VMA");
         let left_side = start == mid.start;
         let right_side = end == mid.end;
         let p =
             Proposed { start, end, flags, pgoff: mid.pgoff_at(start), file: mid.file, anon: mid.anon, label };
         if flags & VM_SPECIAL == 0 && (left_side || right_side) {
             let prev = if left_side { self.ends_at(start).cloned() } else { None };
-            let next = if right_side { self.vmas.get(&end).cloned() } else { None };
+            let next = if right_side { self.vmas.get(end).cloned() } else { None };
             let ml = prev.as_ref().is_some_and(|v| Self::can_merge_after(v, &p));
             let mr = next.as_ref().is_some_and(|n| {
                 Self::can_merge_before(n, &p)
@@ -141,41 +150,45 @@ impl Mm {
                 (true, true) => {
                     let (pv, nx) = (prev.expect("prev"), next.expect("next"));
                     let anon = pv.anon.or(nx.anon).or(mid.anon);
-                    self.vmas.remove(&mid.start);
-                    self.vmas.remove(&nx.start);
-                    let v = self.vmas.get_mut(&pv.start).expect("prev");
-                    v.end = nx.end;
-                    v.anon = anon;
+                    self.vmas.remove(mid.start);
+                    self.vmas.remove(nx.start);
+                    self.vmas.update(pv.start, |v| {
+                        v.end = nx.end;
+                        v.anon = anon;
+                    });
                     return Ok(pv.start);
                 }
                 (true, false) => {
                     let pv = prev.expect("prev");
                     let anon = pv.anon.or(mid.anon);
-                    self.vmas.remove(&mid.start);
-                    if !right_side {
-                        let mut rest = mid.clone();
-                        rest.start = end;
-                        rest.pgoff = mid.pgoff_at(end);
-                        self.vmas.insert(end, rest);
+                    let pgoff = mid.pgoff_at(end);
+                    if right_side {
+                        self.vmas.remove(mid.start);
+                    } else {
+                        self.vmas.rekey(mid.start, |rest| {
+                            rest.start = end;
+                            rest.pgoff = pgoff;
+                        });
                     }
-                    let v = self.vmas.get_mut(&pv.start).expect("prev");
-                    v.end = end;
-                    v.anon = anon;
+                    self.vmas.update(pv.start, |v| {
+                        v.end = end;
+                        v.anon = anon;
+                    });
                     return Ok(pv.start);
                 }
                 (false, true) => {
                     let nx = next.expect("next");
-                    let mut m = nx.clone();
-                    m.start = start;
-                    m.pgoff = p.pgoff;
-                    m.anon = nx.anon.or(mid.anon);
-                    self.vmas.remove(&nx.start);
+                    let (pgoff, anon) = (p.pgoff, nx.anon.or(mid.anon));
                     if left_side {
-                        self.vmas.remove(&mid.start);
+                        self.vmas.remove(mid.start);
                     } else {
-                        self.vmas.get_mut(&mid.start).expect("middle").end = start;
+                        self.vmas.update(mid.start, |v| v.end = start);
                     }
-                    self.vmas.insert(start, m);
+                    self.vmas.rekey(nx.start, |m| {
+                        m.start = start;
+                        m.pgoff = pgoff;
+                        m.anon = anon;
+                    });
                     return Ok(start);
                 }
                 (false, false) => {}
@@ -187,9 +200,12 @@ impl Mm {
         if end < mid.end {
             self.split_checked(end)?;
         }
-        let v = self.vmas.get_mut(&start).expect("the split range");
-        v.flags = flags;
-        v.label = label.clone();
+        self.vmas.update(start, |v| {
+            v.flags = flags;
+            if v.label != *label {
+                v.label = label.clone();
+            }
+        });
         Ok(start)
     }
 
@@ -207,7 +223,7 @@ impl Mm {
     /// `anon_vma_prepare`: gives the VMA at `key` an `anon_vma`, reusing a compatible neighbour's
     /// (`find_mergeable_anon_vma`: next first, then prev, only when its chain is singular).
     pub(super) fn anon_prepare(&mut self, key: u64) {
-        let v = self.vmas.get(&key).cloned().expect("anon_prepare on a VMA");
+        let v = self.vmas.get(key).cloned().expect("anon_prepare on a VMA");
         if v.anon.is_some() {
             return;
         }
@@ -219,20 +235,20 @@ impl Mm {
         };
         let reuse = |old: &Vma| old.anon.filter(|a| a.singular);
         let mut anon = None;
-        if let Some(n) = self.vmas.get(&v.end)
+        if let Some(n) = self.vmas.get(v.end)
             && compatible(&v, n)
         {
             anon = reuse(n);
         }
         if anon.is_none()
-            && let Some((_, p)) = self.vmas.range(..v.start).next_back()
+            && let Some(p) = self.vmas.last_below(v.start)
             && compatible(p, &v)
         {
             anon = reuse(p);
         }
         let anon = anon.map(|a| Anon { id: a.id, singular: true });
         let anon = anon.unwrap_or_else(|| Anon { id: self.fresh_id(), singular: true });
-        self.vmas.get_mut(&key).expect("the VMA").anon = Some(anon);
+        self.vmas.update(key, |v| v.anon = Some(anon));
     }
 
     /// `__mm_populate` (through `populate_vma_page_range`): faults `[start, end)` in, VMA by VMA; a
@@ -289,42 +305,60 @@ impl Mm {
     /// sealed VMA fails it with `EPERM`, and `vm.max_map_count` with `ENOMEM`, after the splits already
     /// made (which stay, as Linux leaves them).
     pub(super) fn gather(&mut self, start: u64, end: u64) -> Result<(), Errno> {
-        let Some(first) = self.find_vma(start).filter(|v| v.start < end).cloned() else { return Ok(()) };
-        if start > first.start {
-            if end < first.end && self.map_count() >= self.params.max_map_count {
+        self.gather_counted(start, end).map(|_| ())
+    }
+
+    /// [`Self::gather`], returning what was mapped in `[start, end)` before: pages, and pages
+    /// accounted (`VM_ACCOUNT`). One walk over the VMAs there decides the refusals and the splits in
+    /// the order Linux makes them: the split at `start` (refused at `vm.max_map_count` only when the
+    /// range is inside one VMA; by a seal of that VMA), then a seal of any VMA in the range, then the
+    /// split at `end`.
+    pub(super) fn gather_counted(&mut self, start: u64, end: u64) -> Result<(u64, u64), Errno> {
+        let mut first = None;
+        let mut sealed = false;
+        let mut last_end = 0;
+        let (mut pages, mut accounted) = (0, 0);
+        for v in self.vmas.ending_above(start).take_while(|v| v.start < end) {
+            if first.is_none() {
+                first = Some((v.start, v.end, v.sealed()));
+            }
+            sealed |= v.sealed();
+            last_end = v.end;
+            let p = (v.end.min(end) - v.start.max(start)) >> 12;
+            pages += p;
+            if v.flags & VM_ACCOUNT != 0 {
+                accounted += p;
+            }
+        }
+        let Some((first_start, first_end, first_sealed)) = first else { return Ok((0, 0)) };
+        if start > first_start {
+            if end < first_end && self.map_count() >= self.params.max_map_count {
                 return Err(Errno::ENOMEM);
             }
-            if first.sealed() {
+            if first_sealed {
                 return Err(Errno::EPERM);
             }
             self.split_at(start);
         }
-        let mut at = start;
-        while let Some(v) = self.find_vma(at).filter(|v| v.start < end).cloned() {
-            if v.sealed() {
-                return Err(Errno::EPERM);
-            }
-            if v.end > end {
-                self.split_at(end);
-            }
-            at = v.end.min(end);
-            if at >= end {
-                break;
-            }
+        if sealed {
+            return Err(Errno::EPERM);
         }
-        Ok(())
+        if last_end > end {
+            self.split_at(end);
+        }
+        Ok((pages, accounted))
     }
 
     /// Removes the VMAs inside `[start, end)` (after [`Self::gather`]) and the guard markers there.
     pub(super) fn remove_range(&mut self, start: u64, end: u64) {
-        let doomed: Vec<u64> = self.vmas.range(start..end).map(|(s, _)| *s).collect();
-        for s in doomed {
-            if let Some(v) = self.vmas.remove(&s)
-                && v.flags & VM_LOCKED != 0
-            {
-                self.locked_vm = self.locked_vm.saturating_sub(v.pages());
+        let mut unlocked = 0;
+        self.vmas.remove_range(start, end, |v| {
+            if v.flags & VM_LOCKED != 0 {
+                unlocked += v.pages();
             }
-        }
+        });
+        // One saturating subtraction of the sum equals one per VMA.
+        self.locked_vm = self.locked_vm.saturating_sub(unlocked);
         self.guards.remove(start, end);
     }
 }

@@ -187,9 +187,9 @@ impl Mm {
         pgoff: u64,
     ) -> Result<(), Errno> {
         let end = addr + len;
-        let (old_pages, old_accounted) = self.overlap_pages(addr, end);
-        // vms_gather_munmap_vmas: splits (which stay if a later check fails) and the refusals.
-        self.gather(addr, end)?;
+        // vms_gather_munmap_vmas: splits (which stay if a later check fails) and the refusals; and
+        // the pages already mapped there (and how many are accounted).
+        let (old_pages, old_accounted) = self.gather_counted(addr, end)?;
         if !self.may_expand_vm(vm, (len >> 12).saturating_sub(old_pages)) {
             return Err(Errno::ENOMEM);
         }
@@ -235,34 +235,19 @@ impl Mm {
             Proposed { start: addr, end, flags: vm, pgoff, file: proposed_file, anon: None, label: &label };
         if shmem || self.merge_new(&p).is_none() {
             let v = Vma { start: addr, end, flags: vm, pgoff, file: file_id, anon: None, label };
-            self.vmas.insert(addr, v);
+            self.vmas.insert(v);
         }
         if vm & VM_LOCKED != 0 {
             if vm & (VM_SPECIAL | VM_DROPPABLE | VM_HUGETLB) != 0 {
                 // __mmap_complete: such VMAs are never locked (after the merge attempt, which saw the lock).
-                if let Some(v) = self.vmas.values_mut().find(|v| v.start <= addr && addr < v.end) {
-                    v.flags &= !VM_LOCKED_MASK;
+                if let Some(s) = self.vma_at(addr).map(|v| v.start) {
+                    self.vmas.update(s, |v| v.flags &= !VM_LOCKED_MASK);
                 }
             } else {
                 self.locked_vm += len >> 12;
             }
         }
         Ok(())
-    }
-
-    /// Pages already mapped in `[start, end)`, and how many of them are accounted.
-    fn overlap_pages(&self, start: u64, end: u64) -> (u64, u64) {
-        let mut n = (0, 0);
-        let mut at = start;
-        while let Some(v) = self.find_vma(at).filter(|v| v.start < end) {
-            let p = (v.end.min(end) - v.start.max(start)) >> 12;
-            n.0 += p;
-            if v.flags & VM_ACCOUNT != 0 {
-                n.1 += p;
-            }
-            at = v.end;
-        }
-        n
     }
 
     /// `munmap(addr, len)`.
@@ -340,18 +325,23 @@ impl Mm {
         };
         // do_brk_flags only expands the previous VMA (`just_expand`): never merges with the next.
         let expanded = prev.is_some_and(|s| {
-            let v = &self.vmas[&s];
+            let v = self.vmas.get(s).expect("prev");
             attrs_mergeable(p.flags, None, &label, v)
                 && anon_mergeable(None, v.anon)
                 && v.pgoff.wrapping_add(v.pages()) == p.pgoff
         });
         if expanded {
-            self.vmas.get_mut(&prev.expect("checked")).expect("prev").end = newbrk;
+            self.vmas.update(prev.expect("checked"), |v| v.end = newbrk);
         } else {
-            self.vmas.insert(
-                oldbrk,
-                Vma { start: oldbrk, end: newbrk, flags, pgoff: oldbrk >> 12, file: None, anon: None, label },
-            );
+            self.vmas.insert(Vma {
+                start: oldbrk,
+                end: newbrk,
+                flags,
+                pgoff: oldbrk >> 12,
+                file: None,
+                anon: None,
+                label,
+            });
         }
         if flags & VM_LOCKED != 0 {
             self.locked_vm += len >> 12;
@@ -365,7 +355,7 @@ impl Mm {
 
     /// The last VMA starting below `addr`.
     fn ends_before(&self, addr: u64) -> Option<&Vma> {
-        self.vmas.range(..addr).next_back().map(|(_, v)| v)
+        self.vmas.last_below(addr)
     }
 }
 

@@ -14,8 +14,9 @@
 //! `mprotect` to read-only only when an `anon_vma` exists. Giving every entry an object identity to stop
 //! `VmMap` from coalescing would leave it a sorted container with the merge logic beside it, and its
 //! validation (max protection, wiring counts) would refuse states Linux allows. So `Mm` keeps its own
-//! `BTreeMap` from start address to [`Vma`] and implements Linux's merge and split functions on it
-//! (`merge.rs`), one-to-one with `mm/vma.c`.
+//! ordered store of [`Vma`]s by start address (`store.rs`: sorted chunks with `total_vm`/`data_vm`
+//! counters and a per-chunk gap index for placement) and implements Linux's merge and split functions
+//! on it (`merge.rs`), one-to-one with `mm/vma.c`.
 //!
 //! # What userspace cannot see, and how it is inferred
 //!
@@ -66,6 +67,7 @@ mod mremap;
 mod place;
 mod ranges;
 mod shm;
+mod store;
 mod vma;
 
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -75,6 +77,7 @@ use alloc::vec::Vec;
 use vmspace_core::Prot;
 
 pub use ranges::Ranges;
+use store::Vmas;
 pub use vma::*;
 
 use crate::proc::maps::MapsLine;
@@ -204,7 +207,7 @@ pub struct Layout {
 /// A Linux process's memory: VMAs, placement state, counters and limits.
 #[derive(Clone, Debug)]
 pub struct Mm {
-    vmas: BTreeMap<u64, Vma>,
+    vmas: Vmas,
     files: BTreeMap<u64, FileRef>,
     /// Guard markers (`MADV_GUARD_INSTALL`), page ranges.
     guards: Ranges,
@@ -234,7 +237,7 @@ impl Mm {
     /// An empty memory (after `execve`, before the loader maps anything) with the given layout.
     pub fn new(params: Params, layout: Layout) -> Mm {
         Mm {
-            vmas: BTreeMap::new(),
+            vmas: Vmas::default(),
             files: BTreeMap::new(),
             guards: Ranges::default(),
             gate: None,
@@ -331,12 +334,12 @@ impl Mm {
             let anon = (!l.shared && !special).then(|| Anon { id: mm.fresh_id(), singular: !layout.forked });
             let pgoff = if is_file { l.offset >> 12 } else { l.range.start >> 12 };
             let vma = Vma { start: l.range.start, end: l.range.end, flags, pgoff, file, anon, label };
-            mm.vmas.insert(vma.start, vma);
+            mm.vmas.insert(vma);
         }
         if layout.mmap_base.is_none() {
             let below = stack.unwrap_or(mm.params.task_size);
-            if let Some(v) = mm.vmas.range(..below).next_back() {
-                mm.mmap_base = v.1.end;
+            if let Some(v) = mm.vmas.last_below(below) {
+                mm.mmap_base = v.end;
             }
         }
         mm
@@ -347,18 +350,23 @@ impl Mm {
     /// zero, which implies an `anon_vma`). Returns false when no VMA starts there.
     pub fn adopt(&mut self, start: u64, flags: Option<u64>, has_anon: Option<bool>, forked: bool) -> bool {
         let id = self.fresh_id();
-        let Some(v) = self.vmas.get_mut(&start) else { return false };
-        if let Some(f) = flags {
-            v.flags = f;
-            if f & VM_LOCKED != 0 {
-                self.locked_vm += v.pages();
+        let locked = self.vmas.update(start, |v| {
+            let mut locked = 0;
+            if let Some(f) = flags {
+                v.flags = f;
+                if f & VM_LOCKED != 0 {
+                    locked = v.pages();
+                }
             }
-        }
-        match has_anon {
-            Some(true) if v.anon.is_none() => v.anon = Some(Anon { id, singular: !forked }),
-            Some(false) => v.anon = None,
-            _ => {}
-        }
+            match has_anon {
+                Some(true) if v.anon.is_none() => v.anon = Some(Anon { id, singular: !forked }),
+                Some(false) => v.anon = None,
+                _ => {}
+            }
+            locked
+        });
+        let Some(locked) = locked else { return false };
+        self.locked_vm += locked;
         true
     }
 
@@ -369,13 +377,12 @@ impl Mm {
 
     /// The VMAs in address order.
     pub fn vmas(&self) -> impl Iterator<Item = &Vma> + '_ {
-        self.vmas.values()
+        self.vmas.iter()
     }
 
     /// The VMAs that overlap `[start, end)`, in address order.
     pub fn vmas_in(&self, start: u64, end: u64) -> impl Iterator<Item = &Vma> + '_ {
-        let first = self.find_vma(start).map_or(u64::MAX, |v| v.start);
-        self.vmas.range(first..).map(|(_, v)| v).take_while(move |v| v.start < end)
+        self.vmas.ending_above(start).take_while(move |v| v.start < end)
     }
 
     /// `mm->map_count`.
@@ -410,7 +417,7 @@ impl Mm {
 
     /// `/proc/PID/maps` as `show_map_vma` writes it.
     pub fn maps(&self) -> Vec<MapsLine> {
-        let mut out: Vec<MapsLine> = self.vmas.values().map(|v| self.maps_line(v)).collect();
+        let mut out: Vec<MapsLine> = self.vmas.iter().map(|v| self.maps_line(v)).collect();
         out.extend(self.gate.clone());
         out
     }
@@ -448,10 +455,8 @@ impl Mm {
     /// `TASK_SIZE`; each keyed by its start; files known; `locked_vm` no larger than the VMAs.
     pub fn check_invariants(&self) -> Result<(), &'static str> {
         let mut prev_end = 0;
-        for (k, v) in &self.vmas {
-            if *k != v.start {
-                return Err("a VMA is keyed by another address");
-            }
+        self.vmas.check()?;
+        for v in self.vmas.iter() {
             if v.start >= v.end || v.start % PAGE != 0 || v.end % PAGE != 0 {
                 return Err("an empty or unaligned VMA");
             }
@@ -474,17 +479,12 @@ impl Mm {
 
     /// `find_vma`: the first VMA ending above `addr`.
     fn find_vma(&self, addr: u64) -> Option<&Vma> {
-        if let Some((_, v)) = self.vmas.range(..=addr).next_back()
-            && v.end > addr
-        {
-            return Some(v);
-        }
-        self.vmas.range(addr.saturating_add(1)..).next().map(|(_, v)| v)
+        self.vmas.find(addr)
     }
 
     /// The VMA containing `addr`.
     fn vma_at(&self, addr: u64) -> Option<&Vma> {
-        self.vmas.range(..=addr).next_back().map(|(_, v)| v).filter(|v| v.end > addr)
+        self.vmas.containing(addr)
     }
 
     /// `find_vma_intersection`.
@@ -494,12 +494,12 @@ impl Mm {
 
     /// `mm->total_vm`, pages.
     pub fn total_vm(&self) -> u64 {
-        self.vmas.values().map(Vma::pages).sum()
+        self.vmas.total_pages()
     }
 
     /// `mm->data_vm`, pages: private writable non-stack VMAs.
     pub fn data_vm(&self) -> u64 {
-        self.vmas.values().filter(|v| is_data(v.flags)).map(Vma::pages).sum()
+        self.vmas.data_pages()
     }
 
     /// `may_expand_vm`: `RLIMIT_AS` and `RLIMIT_DATA` for `npages` more of `flags`.

@@ -91,7 +91,7 @@ impl Mm {
                 }
                 let label = v.label.clone();
                 let at = self.modify(v.start, seg_start, seg_end, newflags, &label)?;
-                tmp = self.vmas[&at].end;
+                tmp = self.end_of(at);
                 // A private locked VMA turning writable is populated to break COW now.
                 if v.flags & (VM_WRITE | VM_SHARED | VM_LOCKED) == VM_LOCKED && newflags & VM_WRITE != 0 {
                     let _ = self.populate(seg_start, seg_end, true);
@@ -284,7 +284,7 @@ impl Mm {
         }
         let label = v.label.clone();
         let at = self.modify(v.start, s, e, nf, &label)?;
-        Ok(self.vmas[&at].end)
+        Ok(self.end_of(at))
     }
 
     /// `madvise_populate`: faults the range in; a hole is `ENOMEM`, a VMA that forbids the access is
@@ -427,7 +427,7 @@ impl Mm {
         } else if v.flags & VM_LOCKED == 0 {
             self.locked_vm += pages;
         }
-        Ok(self.vmas[&at].end)
+        Ok(self.end_of(at))
     }
 
     /// `mlockall(flags)`.
@@ -521,7 +521,7 @@ impl Mm {
             if !v.sealed() {
                 let label = v.label.clone();
                 let k = self.modify(v.start, at.max(v.start), e, v.flags | VM_SEALED, &label)?;
-                at = self.vmas[&k].end.min(end).max(e);
+                at = self.end_of(k).min(end).max(e);
             } else {
                 at = e;
             }

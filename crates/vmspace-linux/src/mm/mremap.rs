@@ -234,18 +234,20 @@ impl Mm {
         };
         if self.merge_new(&p).is_none() {
             let c = Vma { start: r.new_addr, end: new_end, pgoff, ..v.clone() };
-            self.vmas.insert(r.new_addr, c);
+            self.vmas.insert(c);
         }
         self.guards.relocate(r.addr, r.old_len.min(r.new_len), r.new_addr);
         if v.flags & VM_LOCKED != 0 {
             self.locked_vm += r.new_len >> 12;
         }
         if dontunmap {
-            if let Some(src) = self.vmas.values_mut().find(|s| s.start <= r.addr && r.addr < s.end) {
-                src.flags &= !VM_LOCKED_MASK;
-                if src.start == r.addr && src.end == r.addr + r.old_len && src.start != r.new_addr {
-                    src.anon = None;
-                }
+            if let Some(s) = self.vma_at(r.addr).map(|v| v.start) {
+                self.vmas.update(s, |src| {
+                    src.flags &= !VM_LOCKED_MASK;
+                    if src.start == r.addr && src.end == r.addr + r.old_len && src.start != r.new_addr {
+                        src.anon = None;
+                    }
+                });
             }
         } else if r.old_len != 0 {
             let _ = self.unmap_range(r.addr, r.addr + r.old_len);

@@ -132,36 +132,6 @@ impl Mm {
         self.unmapped_area(len, begin, end).ok_or(Errno::ENOMEM)
     }
 
-    /// The free gaps `[start, end)` between VMAs, highest first, clipped to `[low, high)`.
-    fn gaps_down(&self, low: u64, high: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
-        let mut top = high;
-        let mut iter = self.vmas.range(..high).rev().peekable();
-        let mut done = false;
-        core::iter::from_fn(move || {
-            while !done {
-                let (gs, ge) = match iter.next() {
-                    Some((_, v)) => {
-                        let g = (v.end, top);
-                        top = v.start;
-                        g
-                    }
-                    None => {
-                        done = true;
-                        (0, top)
-                    }
-                };
-                let (gs, ge) = (gs.max(low), ge.min(high));
-                if gs < ge {
-                    return Some((gs, ge));
-                }
-                if top <= low {
-                    done = true;
-                }
-            }
-            None
-        })
-    }
-
     /// `unmapped_area_topdown` (no alignment): the highest gap that fits, below a stack's guard gap.
     fn unmapped_area_topdown(&self, len: u64, low: u64, high: u64) -> Option<u64> {
         let low = low.max(self.params.mmap_min_addr);
@@ -170,21 +140,17 @@ impl Mm {
             if high < low {
                 return None;
             }
-            for (gs, ge) in self.gaps_down(low, high) {
-                if ge - gs < len {
-                    continue;
-                }
-                let gap = ge - len;
-                if let Some(next) = self.vmas.range(ge..).next().map(|(_, v)| v)
-                    && next.flags & VM_GROWSDOWN != 0
-                    && self.start_gap(next) < ge
-                {
-                    high = self.start_gap(next);
-                    continue 'retry;
-                }
-                return Some(gap);
+            // The highest gap below `high` that fits (the gap index skips the chunks without one).
+            let (_, ge) = self.vmas.highest_gap(low, high, len)?;
+            let gap = ge - len;
+            if let Some(next) = self.vmas.from(ge).next()
+                && next.flags & VM_GROWSDOWN != 0
+                && self.start_gap(next) < ge
+            {
+                high = self.start_gap(next);
+                continue 'retry;
             }
-            return None;
+            return Some(gap);
         }
     }
 
@@ -192,14 +158,14 @@ impl Mm {
     fn unmapped_area(&self, len: u64, low: u64, high: u64) -> Option<u64> {
         let mut low = low.max(self.params.mmap_min_addr);
         'retry: loop {
-            let mut prev_end = self.vmas.range(..low).next_back().map_or(0, |(_, v)| v.end).max(low);
-            let mut it = self.vmas.range(low..).map(|(_, v)| v);
+            let mut prev_end = self.vmas.last_below(low).map_or(0, |v| v.end).max(low);
+            let mut it = self.vmas.from(low);
             loop {
                 let next = it.next();
                 let ge = next.map_or(high, |v| v.start.min(high));
                 if ge > prev_end && ge - prev_end >= len {
                     let gap = prev_end;
-                    if let Some(n) = self.vmas.range(gap + 1..).next().map(|(_, v)| v)
+                    if let Some(n) = self.vmas.from(gap + 1).next()
                         && n.flags & VM_GROWSDOWN != 0
                         && self.start_gap(n) < gap + len - 1
                     {
