@@ -181,7 +181,12 @@ pub fn run(input: &mut dyn BufRead) -> Result<Report, String> {
             Event::Fork { pid, child, flags, .. } => {
                 const CLONE_VM: u64 = 0x100;
                 let Some(parent_mm) = procs.get(&pid).map(|p| p.mm.clone()) else { continue };
-                settle(&mut r, &mut procs, &mut windows, &parent_mm);
+                // A fork copies the memory as it is: the calls still open must be settled first. A new
+                // thread shares it, and a call another thread made before the clone may still have
+                // been served after calls that come later (its window stays open).
+                if flags & CLONE_VM == 0 {
+                    settle(&mut r, &mut procs, &mut windows, &parent_mm);
+                }
                 let parent = &procs[&pid];
                 let mm = if flags & CLONE_VM != 0 {
                     windows.entry(Rc::as_ptr(&parent.mm) as usize).or_default();
