@@ -153,46 +153,36 @@ fn rlimit_as_and_memlock_refuse() {
     );
 }
 
-/// Prints how fast `Mm` runs a replay-like mix (placement, fixed maps, protects, advice, unmaps):
-/// a figure for the notes, never asserted (times are not asserted in tests).
-#[test]
-fn replay_like_mix_throughput_is_printed() {
-    let mut mm = Mm::new(Params::default(), Layout::default());
-    mm.mmap_base = 0x7f00_0000_0000;
-    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
-    let n = 1_000_000u64;
+/// The replay-like mix (placement, fixed maps, protects, advice, unmaps, mremap, brk): `n` calls,
+/// the fixed ones at random pages of `window` pages from `base`; returns the seconds taken.
+fn replay_like_mix(mm: &mut Mm, seed: u64, n: u64, base: u64, window: u64) -> f64 {
+    let mut r = Rng(seed);
     let started = std::time::Instant::now();
     let mut placed = Vec::new();
     for i in 0..n {
         let x = r.next();
-        let base = 0x2000_0000_0000 + (x % 512) * 4096;
+        let b = base + (x % window) * 4096;
         match i % 8 {
             0 => {
-                if let Ok(a) = mm.mmap(
-                    0,
-                    ((x >> 20) % 16 + 1) * 4096,
-                    PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS,
-                    None,
-                    0,
-                ) {
+                let len = ((x >> 20) % 16 + 1) * 4096;
+                if let Ok(a) = mm.mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, None, 0) {
                     placed.push(a);
                 }
             }
             1 => {
-                let _ = mm.mmap(base, 4 * 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, None, 0);
+                let _ = mm.mmap(b, 4 * 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, None, 0);
             }
             2 => {
-                let _ = mm.mprotect(base, 2 * 4096, PROT_READ | PROT_WRITE);
+                let _ = mm.mprotect(b, 2 * 4096, PROT_READ | PROT_WRITE);
             }
             3 => {
-                let _ = mm.madvise(base, 3 * 4096, MADV_DONTNEED);
+                let _ = mm.madvise(b, 3 * 4096, MADV_DONTNEED);
             }
             4 => {
-                let _ = mm.munmap(base, 4096);
+                let _ = mm.munmap(b, 4096);
             }
             5 => {
-                let _ = mm.mremap(base, 4096, 2 * 4096, MREMAP_MAYMOVE, 0);
+                let _ = mm.mremap(b, 4096, 2 * 4096, MREMAP_MAYMOVE, 0);
             }
             6 => {
                 if placed.len() > 64 {
@@ -205,11 +195,21 @@ fn replay_like_mix_throughput_is_printed() {
             }
         }
     }
-    let secs = started.elapsed().as_secs_f64();
+    started.elapsed().as_secs_f64()
+}
+
+/// Prints how fast `Mm` runs the replay-like mix over a few hundred VMAs: a figure for the notes,
+/// never asserted (times are not asserted in tests).
+#[test]
+fn replay_like_mix_throughput_is_printed() {
+    let mut mm = Mm::new(Params::default(), Layout::default());
+    mm.mmap_base = 0x7f00_0000_0000;
+    let n = 1_000_000u64;
+    let secs = replay_like_mix(&mut mm, 0x9e37_79b9_7f4a_7c15, n, 0x2000_0000_0000, 512);
     println!(
         "{n} calls in {secs:.3} s: {:.2}M calls/s, {} VMAs at the end",
         n as f64 / secs / 1e6,
-        mm.vmas().count()
+        mm.map_count()
     );
     assert!(mm.check_invariants().is_ok());
 }
@@ -250,47 +250,8 @@ fn many_vmas_mix_throughput_is_printed() {
         let _ = mm.mmap(a, 4096, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, None, 0);
     }
     let at_start = mm.map_count();
-    let mut r = Rng(0x2545_f491_4f6c_dd1d);
     let n = 200_000u64;
-    let started = std::time::Instant::now();
-    let mut placed = Vec::new();
-    for i in 0..n {
-        let x = r.next();
-        let b = base + (x % window) * 4096;
-        match i % 8 {
-            0 => {
-                let len = ((x >> 20) % 16 + 1) * 4096;
-                if let Ok(a) = mm.mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, None, 0) {
-                    placed.push(a);
-                }
-            }
-            1 => {
-                let _ = mm.mmap(b, 4 * 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, None, 0);
-            }
-            2 => {
-                let _ = mm.mprotect(b, 2 * 4096, PROT_READ | PROT_WRITE);
-            }
-            3 => {
-                let _ = mm.madvise(b, 3 * 4096, MADV_DONTNEED);
-            }
-            4 => {
-                let _ = mm.munmap(b, 4096);
-            }
-            5 => {
-                let _ = mm.mremap(b, 4096, 2 * 4096, MREMAP_MAYMOVE, 0);
-            }
-            6 => {
-                if placed.len() > 64 {
-                    let a = placed.swap_remove((x % 64) as usize);
-                    let _ = mm.munmap(a, 16 * 4096);
-                }
-            }
-            _ => {
-                let _ = mm.brk(0);
-            }
-        }
-    }
-    let secs = started.elapsed().as_secs_f64();
+    let secs = replay_like_mix(&mut mm, 0x2545_f491_4f6c_dd1d, n, base, window);
     println!(
         "many VMAs: {n} calls in {secs:.3} s: {:.2}M calls/s, {at_start} VMAs at the start, {} at the end",
         n as f64 / secs / 1e6,
