@@ -203,6 +203,17 @@ impl<V> Tree<V> {
         self.leaves.get(pos.leaf as usize)?.items().get(pos.slot as usize)
     }
 
+    /// The position of the item with the greatest start `<= addr` ([`Tree::floor`]'s item): for a walk
+    /// over neighbours with [`Tree::next_pos`] instead of a search per step.
+    pub fn floor_pos(&self, addr: u64) -> Option<Pos> {
+        self.pos_floor(addr).map(|(l, i)| Pos { leaf: l, slot: i as u32 })
+    }
+
+    /// The position of the item with the smallest start `>= addr` ([`Tree::ceil`]'s item).
+    pub fn ceil_pos(&self, addr: u64) -> Option<Pos> {
+        self.pos_ceil(addr).map(|(l, i)| Pos { leaf: l, slot: i as u32 })
+    }
+
     /// The position of the item before the one at `pos`.
     pub fn prev_pos(&self, pos: Pos) -> Option<Pos> {
         self.item(pos)?;
