@@ -328,9 +328,12 @@ impl<V> Tree<V> {
 
     /// Items overlapping `[start, end)`, in address order.
     pub fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Item<V>> + '_ {
+        // The item after the floor is the ceiling (the floor has the greatest start `<= start`, and
+        // one ending at or below `start` starts below it): no second search.
         let first = match self.pos_floor(start) {
             Some(p) if self.at(p).end > start => Some(p),
-            _ => self.pos_ceil(start),
+            Some(p) => self.after(p),
+            None => self.pos_ceil(start),
         };
         let (leaf, slot) = first.unwrap_or((NIL, 0));
         Walk { tree: self, leaf, slot }.take_while(move |it| it.start < end)
