@@ -425,6 +425,7 @@ impl<V> Tree<V> {
     /// [`Tree::replace_run`] for the run whose first item is at `at` (found since the last change), with
     /// no search; a position that no longer names an item starting where `new` starts is looked up by
     /// that start instead.
+    #[inline]
     pub fn replace_run_at<const N: usize>(&mut self, at: Pos, count: usize, new: [Option<Item<V>>; N]) {
         let Some(first) = new.iter().flatten().next().map(|it| it.start) else { return };
         match self.item(at) {
@@ -436,6 +437,7 @@ impl<V> Tree<V> {
     }
 
     /// [`Tree::replace_run`] with the run's first item at slot `pos` of leaf `l`.
+    #[inline]
     fn replace_run_in<const N: usize>(
         &mut self,
         l: u32,
