@@ -586,25 +586,24 @@ impl<O: MapObject> VmMap<O> {
     /// Merges every mergeable pair of adjacent entries touching `[r.start, r.end]`
     /// (`vm_map_simplify_entry` over a range).
     fn simplify(&mut self, r: &Range<u64>) {
-        let mut cur = match self.store.floor(r.start.saturating_sub(1)) {
-            Some(e) => e.start,
-            None => match self.store.ceil(r.start) {
-                Some(e) => e.start,
-                None => return,
-            },
-        };
+        // A walk by position: one search to start, one after each merge (which moves items), none
+        // per step.
+        let first = self.store.floor_pos(r.start.saturating_sub(1)).or_else(|| self.store.ceil_pos(r.start));
+        let Some(mut pos) = first else { return };
         loop {
-            let Some(e) = self.store.get(cur) else { return };
+            let e = self.store.item(pos).expect("simplify: a live position");
             if e.start > r.end {
                 return;
             }
-            let Some(next) = self.store.next(cur) else { return };
+            let Some(np) = self.store.next_pos(pos) else { return };
+            let next = self.store.item(np).expect("simplify: a live position");
             if e.mergeable_with(next) {
                 let (s, end, reserve, next_start) = (e.start, next.end, e.reserve_below, next.start);
                 self.take(next_start);
                 self.reshape(s, s, end, reserve);
+                pos = self.store.floor_pos(s).expect("simplify: the merged entry");
             } else {
-                cur = next.start;
+                pos = np;
             }
         }
     }

@@ -171,11 +171,21 @@ impl<O: MapObject> VmMap<O> {
         self.ensure(2)?;
         self.begin();
         self.store.begin_batch();
-        let mut cur = self.clip_range(range);
-        while let Some(start) = cur {
-            cur = self.next_inside(start, range.end);
+        self.clip(range.start);
+        self.clip(range.end);
+        // The successor comes from the entry's position (no search); a further entry is found again by
+        // its start once the take has moved items.
+        let mut cur = self.store.ceil_pos(range.start);
+        while let Some(at) = cur {
+            let e = self.store.item(at).expect("remove: a live position");
+            if e.start >= range.end {
+                break;
+            }
+            let start = e.start;
+            let next = self.store.next_pos(at).and_then(|n| self.store.item(n)).map(|n| n.start);
             let r = self.take(start);
             self.effect(Effect::Unmap(r));
+            cur = next.filter(|&n| n < range.end).and_then(|n| self.store.ceil_pos(n));
         }
         self.store.end_batch();
         self.commit();

@@ -5,6 +5,7 @@
 //! summaries of the leaves it touched fixed (or listed in the open batch); every change to inner keys or
 //! children forgets the finger. The caller guarantees that the items it adds overlap nothing.
 
+use super::gap::gap_before;
 use super::node::{ICAP, IMIN, LCAP, LMIN, NIL, transfer, transfer_entries, two_mut};
 use super::{Pos, Tree};
 use crate::map::store::Item;
@@ -39,9 +40,20 @@ impl<V> Tree<V> {
         self.finger.slot = pos;
         let len = self.leaves[li].len as usize;
         if len < LCAP {
+            // The gap ending at the item now at `pos` splits in two, around the new item.
+            let gaps = (pos > 0).then(|| {
+                let items = self.leaves[li].items();
+                let pe = items[pos - 1].end;
+                let above = items.get(pos);
+                let removed = above.map_or(0, |a| gap_before(pe, a));
+                (removed, gap_before(pe, &item).max(above.map_or(0, |a| gap_before(item.end, a))))
+            });
             self.leaves[li].insert(pos, item);
             let next = self.leaves[li].next;
-            self.touch(l, pos == 0);
+            match gaps {
+                Some((removed, added)) => self.touch_gaps(l, removed, added),
+                None => self.touch(l, true),
+            }
             if pos == len && next != NIL {
                 self.touch(next, false); // the next leaf's first gap now starts at this item's end
             }
@@ -227,7 +239,17 @@ impl<V> Tree<V> {
         let succ_elsewhere = pos == len && next != NIL;
         // The last leaf may run low: it is where the map grows and shrinks (see invariant 2).
         if len >= LMIN || (next == NIL && len > 0) {
-            self.touch(l, pos == 0);
+            if pos > 0 {
+                // The gaps ending at the item and at its successor join into one.
+                let items = self.leaves[li].items();
+                let pe = items[pos - 1].end;
+                let above = items.get(pos);
+                let removed = gap_before(pe, &item).max(above.map_or(0, |a| gap_before(item.end, a)));
+                let added = above.map_or(0, |a| gap_before(pe, a));
+                self.touch_gaps(l, removed, added);
+            } else {
+                self.touch(l, true);
+            }
             if succ_elsewhere {
                 self.touch(next, false);
             }
@@ -403,6 +425,7 @@ impl<V> Tree<V> {
     /// [`Tree::replace_run`] for the run whose first item is at `at` (found since the last change), with
     /// no search; a position that no longer names an item starting where `new` starts is looked up by
     /// that start instead.
+    #[inline]
     pub fn replace_run_at<const N: usize>(&mut self, at: Pos, count: usize, new: [Option<Item<V>>; N]) {
         let Some(first) = new.iter().flatten().next().map(|it| it.start) else { return };
         match self.item(at) {
@@ -414,6 +437,7 @@ impl<V> Tree<V> {
     }
 
     /// [`Tree::replace_run`] with the run's first item at slot `pos` of leaf `l`.
+    #[inline]
     fn replace_run_in<const N: usize>(
         &mut self,
         l: u32,

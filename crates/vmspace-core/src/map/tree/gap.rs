@@ -7,7 +7,7 @@
 //! and `largest_gap` are not called.
 
 use super::node::{FREE, NIL, count_items_le};
-use super::{DIRTY_MAX, Tree};
+use super::{DIRTY_MAX, GAPS_UNKNOWN, Tree};
 use crate::map::store::{GapRequest, Item};
 
 /// A gap request normalised against the tree's bounds.
@@ -253,15 +253,38 @@ impl<V> Tree<V> {
             self.reshaped = true;
             return self.fix_leaf(l);
         }
-        let dirty = &self.dirty[..self.ndirty];
-        if dirty.contains(&l) {
-            return;
-        }
-        if self.ndirty == DIRTY_MAX {
+        self.mark_dirty(l, GAPS_UNKNOWN, 0);
+    }
+
+    /// [`Tree::touch`] for a change to leaf `l` that kept its first start and whose gaps (invariant 4)
+    /// are known: the largest gap it took out (`removed`) and the largest it put in (`added`), 0 for
+    /// none. [`Tree::end_batch`] then needs no scan of the leaf when `removed` cannot have been its
+    /// largest gap.
+    #[inline]
+    pub(super) fn touch_gaps(&mut self, l: u32, removed: u64, added: u64) {
+        if !self.batch {
             self.reshaped = true;
             return self.fix_leaf(l);
         }
-        self.dirty[self.ndirty] = l;
+        self.mark_dirty(l, removed, added);
+    }
+
+    /// Lists `l` as dirty with the gaps a change took out and put in (combined with the batch's
+    /// earlier changes to it), or fixes it at once when the list is full.
+    #[inline]
+    fn mark_dirty(&mut self, l: u32, removed: u64, added: u64) {
+        let n = self.ndirty;
+        if let Some(k) = self.dirty[..n].iter().position(|&d| d == l) {
+            let g = &mut self.dgaps[k];
+            *g = (g.0.max(removed), g.1.max(added));
+            return;
+        }
+        if n == DIRTY_MAX {
+            self.reshaped = true;
+            return self.fix_leaf(l);
+        }
+        self.dirty[n] = l;
+        self.dgaps[n] = (removed, added);
         self.ndirty += 1;
     }
 
@@ -297,14 +320,47 @@ impl<V> Tree<V> {
 
     /// Ends a batch: fixes the summaries of every leaf it touched (a leaf freed meanwhile is skipped;
     /// one reused meanwhile got a fresh summary and is fixed again harmlessly).
+    ///
+    /// Unless the batch reshaped the tree or fixed a summary in its middle, a dirty leaf's recorded
+    /// summary is the one from before the batch, and its first start has not moved. When every gap the
+    /// batch took out of the leaf was shorter than the recorded largest gap (or empty), a gap of that
+    /// length is still there, and the new largest gap is the larger of it and the largest gap put in:
+    /// no scan of the leaf.
     pub fn end_batch(&mut self) {
         self.batch = false;
+        let exact = !self.reshaped;
         for k in 0..self.ndirty {
             let l = self.dirty[k];
             let leaf = &self.leaves[l as usize];
-            if leaf.parent != FREE && leaf.len > 0 {
-                self.fix_leaf(l);
+            let p = leaf.parent;
+            if p == FREE || leaf.len == 0 || p == NIL {
+                continue; // freed, or the root: no entry records it
             }
+            let (removed, added) = self.dgaps[k];
+            if exact && removed != GAPS_UNKNOWN {
+                let key = leaf.starts[0];
+                if removed == 0 && added == 0 {
+                    #[cfg(debug_assertions)]
+                    {
+                        let i = self.kid_index(p, l);
+                        let n = &self.inners[p as usize];
+                        debug_assert_eq!(
+                            (n.keys[i], n.gaps[i]),
+                            self.leaf_summary(l),
+                            "end_batch: no gap changed"
+                        );
+                    }
+                    continue;
+                }
+                let recorded = self.inners[p as usize].gaps[self.kid_index(p, l)];
+                if removed < recorded || removed == 0 {
+                    let gap = recorded.max(added);
+                    debug_assert_eq!((key, gap), self.leaf_summary(l), "end_batch: worked-out summary");
+                    self.fix_up(p, l, key, gap);
+                    continue;
+                }
+            }
+            self.fix_leaf(l);
         }
         self.ndirty = 0;
     }

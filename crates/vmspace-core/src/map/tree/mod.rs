@@ -118,6 +118,10 @@ pub struct Tree<V> {
     /// parent (their keys are always right), fixed once at the end instead of after every change.
     batch: bool,
     dirty: [u32; DIRTY_MAX],
+    /// For each dirty leaf, the largest gap the batch's changes took out of it ([`GAPS_UNKNOWN`]: a
+    /// change that did not say) and the largest they put in: [`Tree::end_batch`] works the new summary
+    /// out from the recorded one when no removed gap can have been the largest.
+    dgaps: [(u64, u64); DIRTY_MAX],
     ndirty: usize,
     /// The batch changed the tree's shape or a key, or fixed a summary early (from a state in the
     /// middle of the batch): [`Tree::end_batch_same_gaps`] must then fix as `end_batch` does.
@@ -130,6 +134,10 @@ pub struct Tree<V> {
 
 /// Leaves a batch remembers; a batch that touches more fixes the extra ones at once.
 const DIRTY_MAX: usize = 8;
+
+/// A dirty leaf's removed-gap record when a change did not tell its gaps (no gap is this long: a gap
+/// ends at an item's start, below `max`).
+const GAPS_UNKNOWN: u64 = u64::MAX;
 
 /// How far around the hinted item a lookup still tries the hint and its neighbours first.
 const HINT_WINDOW: u64 = 16 << 20;
@@ -160,6 +168,7 @@ impl<V: Clone> Clone for Tree<V> {
             finger: Finger::NONE,
             batch: false,
             dirty: [NIL; DIRTY_MAX],
+            dgaps: [(GAPS_UNKNOWN, 0); DIRTY_MAX],
             ndirty: 0,
             reshaped: false,
             near_lo: AtomicU64::new(u64::MAX),
@@ -209,6 +218,7 @@ impl<V> Tree<V> {
             finger: Finger::NONE,
             batch: false,
             dirty: [NIL; DIRTY_MAX],
+            dgaps: [(GAPS_UNKNOWN, 0); DIRTY_MAX],
             ndirty: 0,
             reshaped: false,
             near_lo: AtomicU64::new(u64::MAX),

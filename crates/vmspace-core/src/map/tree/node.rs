@@ -125,9 +125,14 @@ impl<V> Leaf<V> {
             ptr::copy(p.add(pos + count), p.add(pos + n), len - pos - count);
         }
         self.starts.copy_within(pos + count..len, pos + n);
-        for (k, it) in new.into_iter().flatten().enumerate() {
-            self.starts[pos + k] = it.start;
-            self.items[pos + k] = MaybeUninit::new(it);
+        // The new items are copied straight from the array into their slots (no iterator moving them
+        // first), and the array forgets them.
+        let new = core::mem::ManuallyDrop::new(new);
+        for (k, it) in (pos..).zip(new.iter().flatten()) {
+            self.starts[k] = it.start;
+            // SAFETY: slot `k` (one of `pos..pos + n`) holds nothing live (see above), and `it` is read
+            // once: `new` is never dropped, so the item has exactly one owner, the leaf.
+            unsafe { ptr::copy_nonoverlapping(it, self.items[k].as_mut_ptr(), 1) };
         }
         self.len = (len - count + n) as u32;
     }

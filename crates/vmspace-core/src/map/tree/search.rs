@@ -203,6 +203,17 @@ impl<V> Tree<V> {
         self.leaves.get(pos.leaf as usize)?.items().get(pos.slot as usize)
     }
 
+    /// The position of the item with the greatest start `<= addr` ([`Tree::floor`]'s item): for a walk
+    /// over neighbours with [`Tree::next_pos`] instead of a search per step.
+    pub fn floor_pos(&self, addr: u64) -> Option<Pos> {
+        self.pos_floor(addr).map(|(l, i)| Pos { leaf: l, slot: i as u32 })
+    }
+
+    /// The position of the item with the smallest start `>= addr` ([`Tree::ceil`]'s item).
+    pub fn ceil_pos(&self, addr: u64) -> Option<Pos> {
+        self.pos_ceil(addr).map(|(l, i)| Pos { leaf: l, slot: i as u32 })
+    }
+
     /// The position of the item before the one at `pos`.
     pub fn prev_pos(&self, pos: Pos) -> Option<Pos> {
         self.item(pos)?;
@@ -317,9 +328,12 @@ impl<V> Tree<V> {
 
     /// Items overlapping `[start, end)`, in address order.
     pub fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Item<V>> + '_ {
+        // The item after the floor is the ceiling (the floor has the greatest start `<= start`, and
+        // one ending at or below `start` starts below it): no second search.
         let first = match self.pos_floor(start) {
             Some(p) if self.at(p).end > start => Some(p),
-            _ => self.pos_ceil(start),
+            Some(p) => self.after(p),
+            None => self.pos_ceil(start),
         };
         let (leaf, slot) = first.unwrap_or((NIL, 0));
         Walk { tree: self, leaf, slot }.take_while(move |it| it.start < end)
