@@ -229,6 +229,9 @@ int main(int argc, char **argv) {
     munmap(s1 + 4096, 4096);
     shmdt(s1);
     shmdt(s2 + 4096); /* refused: EINVAL */
+    char *s3 = shmat(seg, NULL, 0);
+    munmap(s3, 4096);
+    shmdt(s3);        /* detaches the rest: its first VMA left starts one page in, offset 1 */
     shmctl(seg, IPC_RMID, NULL);
 
     void *b0 = sbrk(0);

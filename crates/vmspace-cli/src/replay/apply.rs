@@ -16,7 +16,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
 
 use vmspace_linux::abi::*;
-use vmspace_linux::mm::{FileRef, Layout, Mm, Params, VM_GROWSDOWN, VM_MAYSHARE};
+use vmspace_linux::mm::{FileRef, Layout, Mm, Params, VM_GROWSDOWN};
 
 use super::parse;
 use super::replayer::Space;
@@ -286,18 +286,20 @@ impl Space {
         expect("attach", got, ret)
     }
 
-    /// Applies a successful `shmdt(addr)`: a segment attached before the trace is not in `Mm`.
+    /// Applies a successful `shmdt(addr)`. `Mm` finds the segment as Linux does (its first VMA at or
+    /// above `addr` whose offset matches, even after a `munmap` took the front); the pages it detaches
+    /// become known. `Mm` refusing means the attach predates the trace: nothing is known of it.
     pub fn shmdt(&mut self, addr: u64) -> Result<(), Problem> {
-        let Some(v) = self.map.vmas_in(addr, addr + 1).next().filter(|v| v.start == addr) else {
+        let segments: Vec<Range<u64>> =
+            self.map.vmas_in(addr, TOP).filter(|v| v.file.is_some()).map(|v| v.start..v.end).collect();
+        if self.map.shmdt(addr).is_err() {
             return Ok(());
-        };
-        let size = v.file.and_then(|f| self.map.file(f)).map_or(v.end - v.start, |f| f.size);
-        self.known.add(addr..addr.saturating_add(round_up(size).unwrap_or(0)).min(TOP));
-        expect("detach", self.map.shmdt(addr), 0)
+        }
+        for r in segments {
+            if !self.map.vmas_in(r.start, r.end).any(|v| v.start == r.start && v.end == r.end) {
+                self.known.add(r);
+            }
+        }
+        Ok(())
     }
-}
-
-/// Whether a VMA is shared as `maps` prints it (`s`).
-pub fn shared(flags: u64) -> bool {
-    flags & VM_MAYSHARE != 0
 }
