@@ -31,6 +31,7 @@ const PROG_C: &str = r#"
 #include <sys/wait.h>
 #include <unistd.h>
 #include <stdlib.h>
+#include <string.h>
 static void *work(void *a) {
     (void)a;
     for (int i = 0; i < 20; i++) {
@@ -60,8 +61,15 @@ int main(void) {
     shmdt(s2 + 4096);                           /* EINVAL: no segment starts there */
     shmat(seg + 1000, 0, 0);                    /* EINVAL: no such segment */
     shmctl(seg, IPC_RMID, 0);
+    memset(malloc(1000), 1, 1000);
     pid_t c = fork();
-    if (c == 0) { work(0); _exit(0); }
+    /* The heap is written (malloc) before the fork, so the child's heap VMA has an inherited
+       anon_vma and its break growth is a VMA of its own (vma_had_uncowed_parents). */
+    if (c == 0) {
+        for (int k = 0; k < 4; k++) memset(malloc(100000), 1, 100000);
+        work(0);
+        _exit(0);
+    }
     waitpid(c, 0, 0);
     if (vfork() == 0) execl("/bin/true", "true", (char *)0);
     wait(0);

@@ -7,6 +7,12 @@
 //! recorder read right after the exec; `fork`/`clone` without `CLONE_VM` gives the child `Mm::fork`;
 //! with `CLONE_VM` (threads, `vfork`) the child shares its parent's `Mm`. Calls made before a process's
 //! first exec or fork is known (the recorder's own child setting up) are not counted.
+//!
+//! Writes to memory are not recorded, but whether a VMA was written (has an `anon_vma`) decides
+//! later merges (`Mm`'s module doc). Beyond `Mm`'s own inferences the replay takes one more: memory a
+//! successful `brk` adds is written, as allocators write their top chunk's header into it. A fork
+//! child's heap then has an inherited `anon_vma`, and its first break growth stays a VMA of its own,
+//! as the kernel has it (`vma_had_uncowed_parents`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -18,7 +24,7 @@ use serde::Serialize;
 use vmspace_linux::abi::{
     Errno, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MREMAP_FIXED, MREMAP_MAYMOVE,
 };
-use vmspace_linux::mm::{FileRef, Layout, Mm, Params};
+use vmspace_linux::mm::{FileRef, Layout, Mm, PAGE, Params};
 use vmspace_linux::proc::maps;
 
 use crate::record::trace::{self, Event, FileInfo};
@@ -374,7 +380,17 @@ fn apply(mm: &mut Mm, c: &Call) -> Option<(i64, bool)> {
             let moves = a[3] & MREMAP_MAYMOVE != 0 && a[3] & MREMAP_FIXED == 0;
             (mm.mremap(a[0], a[1], a[2], a[3], a[4]), moves)
         }
-        "brk" => (Ok(mm.brk(a[0])), true),
+        "brk" => {
+            let first_new = mm.brk.next_multiple_of(PAGE);
+            let got = mm.brk(a[0]);
+            // The allocator that grows the break writes the new memory (its top chunk's header), and
+            // a write fault gives the VMA an anon_vma: which, in a fork child, keeps the next growth
+            // from merging (see the module doc).
+            if got.next_multiple_of(PAGE) > first_new {
+                let _ = mm.touch(first_new);
+            }
+            (Ok(got), true)
+        }
         "madvise" => (mm.madvise(a[0], a[1], a[2]), false),
         "mlock" => (mm.mlock(a[0], a[1]), false),
         "mlock2" => (mm.mlock2(a[0], a[1], a[2]), false),
