@@ -11,12 +11,6 @@
 //! rounds (no scribbler) also check the protocol's own promise: a region given back by a cancel is never
 //! reclaimed, and every other entered region is reclaimed exactly once.
 
-// The modulo tests are written as in the session that made this test (not `is_multiple_of`, which
-// clippy asks for since rust-version 1.88): the same values, but with that rewrite the test failed in
-// 5 of about 36 runs against 0 of 50 (timing), by reclaiming a forged entry whose 24-bit check passed;
-// see the open question in the 2026-12-03 note.
-#![allow(clippy::manual_is_multiple_of)]
-
 mod reclaim_scribble;
 
 use std::collections::{HashMap, HashSet};
@@ -152,7 +146,7 @@ fn producer(
                 // At least two pages, so even an unaligned region holds a whole one (nothing skipped).
                 let (addr, size) = (k * STRIDE + offset, PAGE * (2 + (r >> 9) % 3) + (r >> 40) % 64);
                 let action = if r & 0x200 == 0 { Action::Free } else { Action::Deallocate };
-                let reuse = if (r >> 12) % 4 == 0 { holes.pop() } else { None };
+                let reuse = if (r >> 12).is_multiple_of(4) { holes.pop() } else { None };
                 sh.entered.lock().unwrap().insert(k, (addr, size));
                 match beat.call(|| p.try_enter(addr, size, action, reuse)) {
                     Ok(e) if e.id.is_some() => {
@@ -204,7 +198,7 @@ fn consumer(mut c: Consumer<Arc<Buf>>, sh: Arc<Shared>, beat: Arc<Beat>, seed: u
         let mut cb = |start: u64, len: u64, _: Action| {
             assert!(!poisoned, "the reclaimer followed a ring it had found corrupted");
             assert!(
-                start % PAGE == 0 && len % PAGE == 0 && len > 0,
+                start.is_multiple_of(PAGE) && len.is_multiple_of(PAGE) && len > 0,
                 "[{start:#x}, +{len:#x}) not whole pages"
             );
             let k = start / STRIDE;
@@ -216,7 +210,7 @@ fn consumer(mut c: Consumer<Arc<Buf>>, sh: Arc<Shared>, beat: Arc<Beat>, seed: u
                 .is_some_and(|&(a, s)| start >= a && start.checked_add(len).is_some_and(|e| e <= a + s));
             assert!(inside, "reclaimed [{start:#x}, +{len:#x}), outside every region the producer entered");
             got.push(k);
-            if r % 16 == 0 { Err(()) } else { Ok(()) }
+            if r.is_multiple_of(16) { Err(()) } else { Ok(()) }
         };
         let res = beat.call(|| {
             if last || r & 0x3e00 == 0 {

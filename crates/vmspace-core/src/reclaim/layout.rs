@@ -44,8 +44,9 @@ pub const MAX_CAPACITY: u32 = ((MAX_BUFFER_SIZE - HEADER_SIZE) / ENTRY_SIZE) as 
 pub const REGION_SIZE_MAX: u64 = u32::MAX as u64;
 /// The header's magic number ("VMRR"), written by [`RingView::initialize`].
 pub const RING_MAGIC: u32 = 0x564D_5252;
-/// The layout version this code reads and writes.
-pub const RING_VERSION: u32 = 1;
+/// The layout version this code reads and writes (2: entries carry [`entry_check`]; version 1 carried
+/// a GF(2)-linear fold that compensating byte flips could pass).
+pub const RING_VERSION: u32 = 2;
 
 /// `mach_vm_reclaim_round_capacity`: the largest capacity whose ring (header + entries) fills the same
 /// number of whole pages as `capacity` needs, clamped to `max` and to [`MAX_CAPACITY`].
@@ -140,13 +141,37 @@ pub(crate) struct RawEntry {
     pub(crate) check: u32,
 }
 
-/// The 24-bit check stored in an entry's three spare bytes: a GF(2)-linear fold of address, size and
-/// action in which every single byte of the thirteen lands on eight distinct check bits, so a change of
-/// any one byte is always detected and a random change of more goes undetected with probability 2^-24.
-pub(crate) const fn entry_check(address: u64, size: u32, action: u8) -> u32 {
-    let sa = size as u64 | (action as u64) << 32; // 40 bits
-    let v = address ^ (sa << 17); // bits 17..57: no wrap
-    ((v ^ (v >> 24) ^ (v >> 48)) as u32 ^ 0x00A5_C3E1) & 0x00FF_FFFF
+/// `x · 2` in GF(2^8) with the polynomial x^8 + x^4 + x^3 + x^2 + 1 (0x11D), in which 2 generates
+/// every non-zero element.
+const fn gf_double(x: u8) -> u8 {
+    (x << 1) ^ if x & 0x80 != 0 { 0x1D } else { 0 }
+}
+
+/// The 24-bit check stored in an entry's three spare bytes (the layout's; [`RawEntry`] and the
+/// scribbling tests use it).
+///
+/// The thirteen bytes `d_0..d_12` (address, size, action, little-endian) are taken as elements of
+/// GF(2^8) and the check's bytes are `c_k = Σ d_i · g^(k·i)` for `k = 0, 1, 2` and `g = 2`, each xored
+/// with a constant so an all-zero slot is not intact. The parity matrix is a Vandermonde matrix on
+/// distinct points, every square submatrix of which is invertible, so the entry and its check form
+/// an MDS code of distance 4 (a shortened Reed–Solomon code): **any change confined to at most three
+/// of the sixteen bytes is always detected**, whatever the values, and a random change of more goes
+/// unnoticed with probability 2^-24. (A GF(2)-linear fold, the first version, mapped some bytes onto
+/// the same check bits, so two compensating byte flips passed it one time in 255.)
+pub const fn entry_check(address: u64, size: u32, action: u8) -> u32 {
+    let a = address.to_le_bytes();
+    let s = size.to_le_bytes();
+    let d = [a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], s[0], s[1], s[2], s[3], action];
+    // Horner from the last byte: c1 = ((d12·g + d11)·g + …)·g + d0, and c2 likewise with g².
+    let (mut c0, mut c1, mut c2) = (0u8, 0u8, 0u8);
+    let mut i = d.len();
+    while i > 0 {
+        i -= 1;
+        c0 ^= d[i];
+        c1 = gf_double(c1) ^ d[i];
+        c2 = gf_double(gf_double(c2)) ^ d[i];
+    }
+    u32::from_le_bytes([c0, c1, c2, 0]) ^ 0x00A5_C3E1
 }
 
 impl RawEntry {

@@ -52,7 +52,7 @@ mod tests;
 pub use consumer::{CHUNK_SIZE, Consumer, ReclaimReport};
 pub use layout::{
     ENTRY_SIZE, Entry, HEADER_SIZE, Indices, MAX_BUFFER_SIZE, MAX_CAPACITY, OwnedRing, REGION_SIZE_MAX,
-    RING_MAGIC, RING_VERSION, RingHeader, RingMemory, RingView, ring_bytes, round_capacity,
+    RING_MAGIC, RING_VERSION, RingHeader, RingMemory, RingView, entry_check, ring_bytes, round_capacity,
 };
 pub use producer::Producer;
 pub use resize::{ResizeReport, resize};

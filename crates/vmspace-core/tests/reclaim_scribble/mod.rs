@@ -7,8 +7,9 @@
 //! (the layout table in `vmspace_core::reclaim`'s `layout.rs`), so the scribbler races the ring's
 //! parties without a data race and without mixed-size accesses. An entry it writes never passes the
 //! entry check unless it copies another slot (an entry some producer wrote): its own inventions carry a
-//! check that is wrong on purpose, and its byte flips change one byte, which the check always catches.
-//! So a reclaim outside the entered regions is the ring's fault, not the scribbler's luck (short of two
+//! check that is wrong on purpose, and its byte flips change one byte, which the check always catches,
+//! as it catches two or three flips that meet in one entry (`entry_check`: distance 4). So a reclaim
+//! outside the entered regions is the ring's fault, not the scribbler's luck (short of four or more
 //! scribbles meeting in one entry, a 2^-24 chance each time).
 
 #![allow(dead_code)]
@@ -17,6 +18,8 @@ use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use vmspace_core::reclaim::entry_check;
 
 /// How long one call may run before the watchdog calls it hung. Generous: it detects a wait that does
 /// not end; it measures nothing.
@@ -45,14 +48,6 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         if n == 0 { 0 } else { self.next() % n }
     }
-}
-
-/// The layout's 24-bit entry check (`layout.rs`'s `entry_check`), so the scribbler can make sure its
-/// inventions fail it. [`slot_is_intact`] lets a test confirm the copy still matches the ring's.
-pub const fn entry_check(address: u64, size: u32, action: u8) -> u32 {
-    let sa = size as u64 | (action as u64) << 32;
-    let v = address ^ (sa << 17);
-    ((v ^ (v >> 24) ^ (v >> 48)) as u32 ^ 0x00A5_C3E1) & 0x00FF_FFFF
 }
 
 /// What a scribbler may write.
