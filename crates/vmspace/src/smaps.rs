@@ -44,11 +44,13 @@ pub fn read_self() -> io::Result<Vec<Vma>> {
 }
 
 /// How many times a read of smaps is made again when the VMA list changed under it.
-const READS: usize = 8;
+const READS: u32 = 32;
 
 /// Runs `read` again when what it read was cut by a change: the kernel formats smaps a chunk at a
 /// time and resumes after the last VMA it printed, so a VMA another thread changed meanwhile can
-/// come out overlapping the one before. Bounded: after [`READS`] cut reads the error stands.
+/// come out overlapping the one before. Between reads it backs off (1 µs, doubling, at most 1 ms: a
+/// thread changing its VMAs in a loop on a loaded machine cut eight reads in a row once), and it is
+/// bounded: after [`READS`] cut reads (about 25 ms of waiting in all) the error stands.
 fn again<T>(mut read: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     let mut tries = 0;
     loop {
@@ -57,6 +59,7 @@ fn again<T>(mut read: impl FnMut() -> io::Result<T>) -> io::Result<T> {
                 if tries + 1 < READS
                     && e.to_string().contains(vmspace_linux::proc::smaps::CHANGED_WHILE_READ) =>
             {
+                std::thread::sleep(std::time::Duration::from_micros(1 << tries.min(10)));
                 tries += 1;
             }
             r => return r,
