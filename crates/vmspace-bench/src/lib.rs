@@ -17,3 +17,17 @@ pub mod compare;
 pub mod layouts;
 pub mod record;
 pub mod timing;
+
+/// A number with thousands separators, `1,234,567`: the reports' format, which the `vmspace` command
+/// shares.
+pub fn grouped(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

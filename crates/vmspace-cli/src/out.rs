@@ -57,18 +57,8 @@ pub fn esc(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(o)
 }
 
-/// A number with thousands separators: `1,234,567`.
-pub fn grouped(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+/// A number with thousands separators: `1,234,567` (one formatter, in the bench library).
+pub use vmspace_bench::grouped;
 
 /// Whether to colour standard output: a terminal, and `NO_COLOR` unset or empty.
 pub fn colour_stdout() -> bool {

@@ -4,19 +4,7 @@ use std::fmt::Write as _;
 
 use super::parent::{Churn, Outcome, Phases, Report, Row};
 use super::{BUSY, IDLE, LIVE, MIB, PHASES_SAMPLE, THREADS};
-
-/// A number with thousands separators: `1,234,567`.
-fn grouped(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+use crate::grouped;
 
 /// `s` as a JSON string.
 fn json_str(s: &str) -> String {
