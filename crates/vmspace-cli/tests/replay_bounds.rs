@@ -206,6 +206,43 @@ fn exec_by_a_thread_frees_the_old_space() {
 }
 
 #[test]
+fn a_clone_that_returns_after_its_child_has_exited_adopts_it_once() {
+    // On a loaded machine strace can print a fork's return after the whole short life of the child
+    // (here: exec, a call, exit); the return must not make the child a second, fresh fork.
+    let t = [
+        mmap(100, 0x7f00_0000_0000, 8192, "PROT_READ"),
+        "100  clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD <unfinished ...>"
+            .into(),
+        "101  execve(\"/usr/bin/readlink\", [\"readlink\"], 0x7ffd /* 1 var */) = 0".into(),
+        mmap(101, 0x7e00_0000_0000, 4096, "PROT_READ"),
+        "101  exit_group(0)                     = ?".into(),
+        "101  +++ exited with 0 +++".into(),
+        "100  <... clone resumed>, child_tidptr=0x7f00) = 101".into(),
+        mmap(100, 0x7f00_0010_0000, 4096, "PROT_READ"),
+        // A later process that happens to reuse the pid, forked by 100 in the usual order.
+        "100  clone(child_stack=NULL, flags=SIGCHLD) = 101".into(),
+        mmap(101, 0x7f00_0020_0000, 4096, "PROT_READ"),
+    ];
+    let mut rep = Replayer::new();
+    for (i, l) in t.iter().enumerate() {
+        rep.feed(i as u64 + 1, l).unwrap_or_else(|e| panic!("{l}: {e:?}"));
+    }
+    let origins: Vec<&Origin> = rep.spaces.iter().map(|s| &s.origin).collect();
+    assert_eq!(
+        origins,
+        [
+            &Origin::Initial,
+            &Origin::Fork { from: 0 },
+            &Origin::Exec { from: Some(1), path: "/usr/bin/readlink".into() },
+            &Origin::Fork { from: 0 },
+        ],
+        "one fork per clone"
+    );
+    assert_eq!(rep.spaces[0].entries(), 2);
+    assert_eq!(rep.spaces[3].entries(), 3, "the second child: the parent's two mappings and its own");
+}
+
+#[test]
 fn vfork_and_exec_keep_the_parent_a_reused_pid_is_no_parent() {
     let t = [
         mmap(100, 0x7f00_0000_0000, 8192, "PROT_READ"),

@@ -240,6 +240,11 @@ pub struct Replayer {
     /// already applied (a munmap that another thread's mmap shows must have completed).
     pending: HashMap<u32, (String, String, u64, bool)>,
     pending_clones: Vec<(u32, bool)>,
+    /// Children adopted before their parent's clone returned (seen first by an event of their own):
+    /// the clone's return must not adopt them again, even after they have exited or exec'd (on a
+    /// loaded machine strace may print the parent's return after the whole of a short child). Child
+    /// to parent; forgotten when the parent exits, so a reused pid is not taken for one of them.
+    adopted_early: HashMap<u32, u32>,
     /// System V segments by id, from their `shmget`.
     shm: HashMap<u64, FileRef>,
     /// The pid whose last space is kept for a comparison (`None`: the default target).
@@ -446,6 +451,7 @@ impl Replayer {
             && let Some(&ps) = self.pid_space.get(&parent)
         {
             self.pending_clones.pop();
+            self.adopted_early.insert(pid, parent);
             return self.adopt(parent, ps, pid, vm, line);
         }
         let s = self.new_space(Origin::Initial, line);
@@ -528,6 +534,7 @@ impl Replayer {
         // A clone it never returned from: left, it would make a later pid that reuses this number
         // the parent of whoever appears next.
         self.pending_clones.retain(|(p, _)| *p != pid);
+        self.adopted_early.retain(|_, parent| *parent != pid);
         if let Some(s) = self.pid_space.remove(&pid) {
             self.leave(s);
             if self.spaces[s].members == 0 {
@@ -593,6 +600,7 @@ impl Replayer {
                 if let Ret::Ok(child) = ret
                     && child > 0
                     && let Ok(child) = u32::try_from(child)
+                    && self.adopted_early.remove(&child).is_none()
                     && !self.pid_space.contains_key(&child)
                 {
                     let vm = name == "vfork" || parse::keyed(args, "flags").is_some_and(parse::has_clone_vm);
