@@ -176,6 +176,61 @@ int main(void) {
 }
 "#;
 
+/// Every thread and process made during the recording appears first in its creator's fork event,
+/// before any event of its own.
+fn assert_forks_come_first(ev: &[Value]) {
+    let first = ev.iter().find(|e| e["event"] == "exec").expect("an exec event")["pid"].as_i64().unwrap();
+    let mut announced = std::collections::HashSet::from([first]);
+    for (i, e) in ev.iter().enumerate() {
+        if e["event"] == "fork" {
+            announced.insert(e["child"].as_i64().unwrap());
+        }
+        for key in ["pid", "tid"] {
+            if let Some(id) = e[key].as_i64() {
+                assert!(announced.contains(&id), "event {i} of {key} {id} comes before its fork: {e}");
+            }
+        }
+    }
+}
+
+/// Four threads that each start 25 short children (exec of /bin/true) and make a thread of their own.
+const FORKS_C: &str = r#"
+#include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static void *idle(void *a) { return a; }
+static void *work(void *a) {
+    pthread_t t;
+    pthread_create(&t, 0, idle, 0);
+    for (int i = 0; i < 25; i++) {
+        pid_t c = fork();
+        if (c == 0) { execl("/bin/true", "true", (char *)0); _exit(1); }
+        waitpid(c, 0, 0);
+    }
+    pthread_join(t, 0);
+    return a;
+}
+int main(void) {
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], 0, work, 0);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], 0);
+    return 0;
+}
+"#;
+
+#[test]
+fn forks_are_written_before_anything_their_children_do() {
+    // Threads and processes made from several threads at once: a new one can reach its first stop
+    // (and, if let go, its exec and exit) before the recorder has seen its creator's fork event.
+    let dir = tmpdir("record-fork-order");
+    let prog = cc(&dir, "forks", FORKS_C, &["-O1", "-pthread"]);
+    let ev = vmspace_record(&dir, "forks", &[], &[prog.to_str().unwrap()]);
+    let forks = ev.iter().filter(|e| e["event"] == "fork").count();
+    assert_eq!(forks, 4 + 4 + 100, "threads, their threads, children");
+    assert_forks_come_first(&ev);
+    assert_eq!(ev.iter().filter(|e| e["event"] == "exec").count(), 101, "the program and 100 /bin/true");
+}
+
 #[test]
 fn follows_threads_forks_and_execs() {
     let dir = tmpdir("record-threads");
@@ -192,6 +247,7 @@ fn follows_threads_forks_and_execs() {
         .collect();
     assert_eq!(threads, 4, "four threads made");
     assert_eq!(processes.len(), 1, "one child process");
+    assert_forks_come_first(&ev);
     // The threads' calls are the process's, each from its own thread.
     let calls = |pid: i64, name: &str| {
         ev.iter().filter(|e| e["event"] == "call" && e["pid"] == pid && e["name"] == name).count()

@@ -54,6 +54,10 @@ struct Tracees {
     exited: HashSet<i32>,
     /// Threads seen stopped at least once.
     started: HashSet<i32>,
+    /// New threads whose first stop came before their creator's fork event: kept stopped until that
+    /// event is written, so that a trace names a process's fork before anything the process does (on
+    /// a loaded machine a short child could otherwise exec and exit before its fork is written).
+    held: HashSet<i32>,
 }
 
 impl Tracees {
@@ -82,6 +86,7 @@ impl Tracees {
         }
         self.pending.remove(&tid);
         self.started.remove(&tid);
+        self.held.remove(&tid);
     }
 }
 
@@ -117,6 +122,22 @@ pub fn record(argv: &[String], out: &mut dyn Write) -> io::Result<Summary> {
     Ok(sum)
 }
 
+/// Lets go the held threads whose creator is no longer traced (it died before its fork event stop),
+/// so no thread waits for an event that will not come; the trace then shows them without a fork.
+fn release_orphans(t: &mut Tracees) -> io::Result<()> {
+    let held: Vec<i32> = t.held.iter().copied().collect();
+    for tid in held {
+        let tgid = procinfo::tgid(tid).unwrap_or(tid);
+        // A thread is announced by a thread of its own process, a process by its parent.
+        let creator = if tgid != tid { tgid } else { procinfo::ppid(tid).unwrap_or(0) };
+        if !t.threads.contains_key(&creator) {
+            t.held.remove(&tid);
+            ptrace::resume(tid, 0)?;
+        }
+    }
+    Ok(())
+}
+
 fn emit(out: &mut dyn Write, e: &Event) -> io::Result<()> {
     serde_json::to_writer(&mut *out, e).map_err(io::Error::other)?;
     out.write_all(b"\n")
@@ -138,10 +159,18 @@ fn drive(first: i32, t: &mut Tracees, sum: &mut Summary, out: &mut dyn Write) ->
                     sum.status = if killed { 128 + code } else { code };
                 }
                 t.leave(tid);
+                if !t.held.is_empty() {
+                    release_orphans(t)?;
+                }
             }
             Stop::Signal(sig) => {
-                // A new thread's first stop is its SIGSTOP: swallow it.
+                // A new thread's first stop is its SIGSTOP: swallow it, and hold the thread until its
+                // fork event is written if that has not happened yet.
                 let fresh = t.started.insert(tid);
+                if fresh && sig == libc::SIGSTOP && !t.tgid.contains_key(&tid) {
+                    t.held.insert(tid);
+                    continue;
+                }
                 if fresh {
                     t.pid_of(tid);
                 }
@@ -224,6 +253,9 @@ fn drive(first: i32, t: &mut Tracees, sum: &mut Summary, out: &mut dyn Write) ->
                     t.exited.remove(&child);
                 }
                 emit(out, &Event::Fork { pid, tid, child, flags })?;
+                if t.held.remove(&child) {
+                    ptrace::resume(child, 0)?;
+                }
                 ptrace::resume(tid, 0)?;
             }
             Stop::Exec { former } => {

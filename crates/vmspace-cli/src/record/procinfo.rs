@@ -128,8 +128,18 @@ pub fn segment_info(shmid: i32) -> Option<FileInfo> {
 
 /// The thread-group id of `tid` (`Tgid:` of `/proc/TID/status`).
 pub fn tgid(tid: i32) -> Option<i32> {
+    status_field(tid, "Tgid:")
+}
+
+/// The process that created `tid`'s process (`PPid` of `/proc/TID/status`: the real parent, not the
+/// tracer).
+pub fn ppid(tid: i32) -> Option<i32> {
+    status_field(tid, "PPid:")
+}
+
+fn status_field(tid: i32, key: &str) -> Option<i32> {
     let s = fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
+    s.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.trim().parse().ok())
 }
 
 /// The maps of `tid`'s process now.
