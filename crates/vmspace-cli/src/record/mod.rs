@@ -222,6 +222,8 @@ fn drive(first: i32, t: &mut Tracees, sum: &mut Summary, out: &mut dyn Write) ->
                 if let Some(p) = t.pending.remove(&tid) {
                     let ret = match ptrace::call_info(tid, true)? {
                         CallInfo::Exit { ret } => ret,
+                        // Killed while stopped: the call's result is lost with the thread.
+                        CallInfo::Gone => continue,
                         _ => {
                             return Err(io::Error::other(format!(
                                 "no result for call {} of thread {tid}",

@@ -20,6 +20,9 @@ pub enum CallInfo {
     Exit { ret: i64 },
     /// Neither (a stop the kernel did not describe).
     Other,
+    /// The thread is gone (killed while stopped: another thread's `exit_group` or `execve`); its
+    /// exit status follows.
+    Gone,
 }
 
 /// `struct ptrace_syscall_info` (include/uapi/linux/ptrace.h).
@@ -277,11 +280,16 @@ pub fn call_info(tid: i32, at_exit: bool) -> io::Result<CallInfo> {
             });
         }
         let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EIO) && e.raw_os_error() != Some(libc::EINVAL) {
-            return Err(e);
+        match e.raw_os_error() {
+            Some(libc::ESRCH) => return Ok(CallInfo::Gone),
+            Some(libc::EIO | libc::EINVAL) => {}
+            _ => return Err(e),
         }
     }
-    regs_call_info(tid, at_exit)
+    match regs_call_info(tid, at_exit) {
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(CallInfo::Gone),
+        r => r,
+    }
 }
 
 /// Before Linux 5.3: the call from the registers (x86-64 only).

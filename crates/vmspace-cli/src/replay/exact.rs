@@ -104,8 +104,13 @@ struct Window {
     open: std::collections::VecDeque<Open>,
 }
 
-/// How many calls a window keeps open (then the oldest is settled and counted).
-const WINDOW: usize = 32;
+/// How many calls a window keeps open (then the oldest is settled and counted). A thread can sit in a
+/// call, or stopped at its end, while the others make a hundred and more (seen: an `mmap` entered at
+/// call 69 and reported at 411, which the kernel had served before calls reported earlier), so the
+/// window is long; [`WINDOW_VMAS`] bounds the memory its copies take.
+const WINDOW: usize = 256;
+/// At most this many VMAs, summed over the open calls' copies of the memory, beyond the first 32 calls.
+const WINDOW_VMAS: usize = 1 << 19;
 /// Up to how many calls running at once every order is tried (6! = 720).
 const MAX_PERMUTED: usize = 6;
 
@@ -332,7 +337,8 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
 
 /// Settles and counts the oldest open calls past the window's length.
 fn trim(r: &mut Report, procs: &mut HashMap<i32, Process>, w: &mut Window) {
-    while w.open.len() > WINDOW {
+    let vmas = w.open.back().map_or(0, |o| o.before.len().max(1));
+    while w.open.len() > WINDOW || (w.open.len() > 32 && w.open.len() * vmas > WINDOW_VMAS) {
         let o = w.open.pop_front().unwrap();
         if let Some(p) = procs.get_mut(&o.call.pid) {
             account(r, p, &o.call, o.got);
