@@ -43,6 +43,16 @@ fn churn(forks: u32) -> Vec<String> {
     t
 }
 
+/// A replayer fed `t`, line by line (every line must be accepted).
+fn replay_lines<S: AsRef<str>>(t: &[S]) -> Replayer {
+    let mut rep = Replayer::new();
+    for (i, l) in t.iter().enumerate() {
+        let l = l.as_ref();
+        rep.feed(i as u64 + 1, l).unwrap_or_else(|e| panic!("{l}: {e:?}"));
+    }
+    rep
+}
+
 #[test]
 fn fork_and_exit_churn_holds_only_the_live_spaces() {
     let mut rep = Replayer::new();
@@ -83,10 +93,7 @@ fn a_space_keeps_only_its_first_pids() {
         t.push(format!("100  {THREAD} = {tid}"));
         t.push(format!("{tid}  +++ exited with 0 +++"));
     }
-    let mut rep = Replayer::new();
-    for (i, l) in t.iter().enumerate() {
-        rep.feed(i as u64 + 1, l).unwrap();
-    }
+    let rep = replay_lines(&t);
     let s = &rep.spaces[0];
     assert_eq!(s.pid_count, 1001);
     assert_eq!(s.pids.len(), vmspace_cli::replay::model::MAX_PIDS);
@@ -165,10 +172,7 @@ fn against_the_last_exec_after_it_exited_and_others_forked() {
         t.push(mmap(c, 0x7c00_0000_0000, 65536, "PROT_READ"));
         t.push(format!("{c}  +++ exited with 0 +++"));
     }
-    let mut rep = Replayer::new();
-    for (i, l) in t.iter().enumerate() {
-        rep.feed(i as u64 + 1, l).unwrap();
-    }
+    let rep = replay_lines(&t);
     assert_eq!(rep.held(), 2, "the parent and the exec'd space, dead but the default target");
     let maps = "7c0000000000-7c0000001000 rw-p 00000000 00:00 0\n7c0000001000-7c0000002000 ---p 00000000 00:00 0\n7c0000002000-7c0000003000 rw-p 00000000 00:00 0\n";
     let (code, out, err) = against("bounds-exec", &t, maps, None);
@@ -191,10 +195,7 @@ fn exec_by_a_thread_frees_the_old_space() {
         "11224 brk(NULL)                         = 0x55d0c1000000",
         "11224 mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000000000",
     ];
-    let mut rep = Replayer::new();
-    for (i, l) in t.iter().enumerate() {
-        rep.feed(i as u64 + 1, l).unwrap_or_else(|e| panic!("{l}: {e:?}"));
-    }
+    let rep = replay_lines(&t);
     assert_eq!(rep.spaces.len(), 2, "{:?}", rep.spaces.iter().map(|s| &s.origin).collect::<Vec<_>>());
     assert!(rep.spaces[0].freed, "no thread is left in the old space");
     let s = &rep.spaces[1];
@@ -223,10 +224,7 @@ fn a_clone_that_returns_after_its_child_has_exited_adopts_it_once() {
         "100  clone(child_stack=NULL, flags=SIGCHLD) = 101".into(),
         mmap(101, 0x7f00_0020_0000, 4096, "PROT_READ"),
     ];
-    let mut rep = Replayer::new();
-    for (i, l) in t.iter().enumerate() {
-        rep.feed(i as u64 + 1, l).unwrap_or_else(|e| panic!("{l}: {e:?}"));
-    }
+    let rep = replay_lines(&t);
     let origins: Vec<&Origin> = rep.spaces.iter().map(|s| &s.origin).collect();
     assert_eq!(
         origins,
@@ -258,10 +256,7 @@ fn vfork_and_exec_keep_the_parent_a_reused_pid_is_no_parent() {
         mmap(100, 0x7f00_0000_0000, 4096, "PROT_READ"),
         mmap(102, 0x7f00_0000_0000, 4096, "PROT_READ"),
     ];
-    let mut rep = Replayer::new();
-    for (i, l) in t.iter().enumerate() {
-        rep.feed(i as u64 + 1, l).unwrap_or_else(|e| panic!("{l}: {e:?}"));
-    }
+    let rep = replay_lines(&t);
     let origins: Vec<&Origin> = rep.spaces.iter().map(|s| &s.origin).collect();
     assert_eq!(
         origins,
