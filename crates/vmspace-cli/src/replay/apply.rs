@@ -97,24 +97,6 @@ pub fn file_ref(fd: i64, path: Option<&str>) -> FileRef {
     }
 }
 
-/// A System V segment of `size` bytes made by `shmget(key, …) = id`.
-pub fn segment(id: u64, key: u64, size: u64) -> FileRef {
-    FileRef {
-        id: (1 << 62) | id,
-        dev: (0, 1),
-        inode: id,
-        name: format!("/SYSV{key:08x} (deleted)"),
-        readable: true,
-        writable: true,
-        append: false,
-        noexec: false,
-        shmem: true,
-        mappable: true,
-        size,
-        thp_placement: false,
-    }
-}
-
 fn expect(what: &'static str, got: Result<u64, Errno>, want: u64) -> Result<(), Problem> {
     match got {
         Ok(v) if v == want => Ok(()),

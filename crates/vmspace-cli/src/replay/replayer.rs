@@ -637,7 +637,7 @@ impl Replayer {
                     && let (Some(id), Some(size)) = (ret.ok(), parse::num(a[1]))
                 {
                     let key = if a[0].trim() == "IPC_PRIVATE" { Some(0) } else { parse::num(a[0]) };
-                    self.shm.insert(id, apply::segment(id, key.unwrap_or(0), size));
+                    self.shm.insert(id, FileRef::sysv_segment(id, key.unwrap_or(0), size));
                 }
                 return Ok(());
             }

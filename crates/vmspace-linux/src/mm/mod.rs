@@ -187,6 +187,28 @@ pub struct FileRef {
     pub thp_placement: bool,
 }
 
+impl FileRef {
+    /// The file of System V segment `shmid` (`shmget(key, size, …)`), as `shmat` maps it: on the shm
+    /// mount (`0:1`), inode `shmid`, named `/SYSV<key in hex> (deleted)`, readable, writable and shmem
+    /// (`newseg`). Its identity is `shmid` in a space of its own (bit 62 set), apart from counters.
+    pub fn sysv_segment(shmid: u64, key: u64, size: u64) -> FileRef {
+        FileRef {
+            id: (1 << 62) | shmid,
+            dev: (0, 1),
+            inode: shmid,
+            name: alloc::format!("/SYSV{key:08x} (deleted)"),
+            readable: true,
+            writable: true,
+            append: false,
+            noexec: false,
+            shmem: true,
+            mappable: true,
+            size,
+            thp_placement: false,
+        }
+    }
+}
+
 /// What `/proc/PID/maps` does not show but placement and naming need (`/proc/PID/stat` shows most).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Layout {

@@ -277,20 +277,7 @@ impl ShmSegments {
                 // SAFETY: shmget with constant flags; the result is checked.
                 let id = unsafe { libc::shmget(libc::IPC_PRIVATE, size as usize, libc::IPC_CREAT | 0o600) };
                 assert!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
-                FileRef {
-                    id: 1000 + id as u64,
-                    dev: (0, 1),
-                    inode: id as u64,
-                    name: "/SYSV00000000 (deleted)".into(),
-                    readable: true,
-                    writable: true,
-                    append: false,
-                    noexec: false,
-                    shmem: true,
-                    mappable: true,
-                    size,
-                    thp_placement: false,
-                }
+                FileRef::sysv_segment(id as u64, 0, size)
             })
             .collect();
         ShmSegments { files }
